@@ -1,0 +1,297 @@
+"""Built-in offline assets: a real English corpus, a BPE tokenizer and tiny Llama models.
+
+They let `specs/demo.toml` and the tests run the real pipeline with no model hub. The corpus is
+English prose that ships with every CPython (PSF licence):
+- `pyref`: the Python Language Reference (`pydoc_data.topics`), the "general" domain;
+- `pylib`: docstrings of ~80 standard-library modules, the "other domain" slice.
+Each domain is split into documents, every tenth one held out as `test`.
+
+`builtin:demo-base` is a LlamaForCausalLM trained on pyref; `builtin:demo-finetune` is that
+model continued on pylib, mirroring a base model and its domain fine-tune. Models are built
+once, deterministically, saved with `save_pretrained` under the cache dir and then loaded like
+any hub model through `from_pretrained(path)`. `tiny-*` are smaller recipes for the tests.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import inspect
+import json
+import math
+import os
+import shutil
+import sys
+import tempfile
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from rich.progress import Progress
+
+PREFIX = "builtin:"
+SPLITS = ("train", "test")
+DOMAINS = ("pyref", "pylib")
+
+_STDLIB_MODULES = (
+    "collections itertools functools os os.path pathlib re json csv datetime decimal fractions "
+    "statistics random math string textwrap argparse logging subprocess threading queue asyncio "
+    "socket http.client urllib.parse email.message sqlite3 zipfile tarfile shutil tempfile heapq "
+    "bisect array struct copy pickle typing dataclasses enum abc contextlib inspect unittest doctest "
+    "difflib calendar locale gettext io codecs hashlib hmac secrets uuid base64 ftplib smtplib "
+    "xml.etree.ElementTree html.parser configparser pprint timeit trace pdb profile wave mailbox "
+    "imaplib poplib optparse getopt shelve sched selectors ipaddress operator"
+).split()
+
+
+def cache_root() -> Path:
+    """`$SAE_BENCH_CACHE`, else `~/.cache/sae-bench`."""
+    return Path(os.environ.get("SAE_BENCH_CACHE") or Path.home() / ".cache" / "sae-bench")
+
+
+def is_builtin(name: str) -> bool:
+    return name.startswith(PREFIX)
+
+
+# --------------------------------------------------------------------------- corpus
+
+
+def _paragraph_documents(text: str, min_chars: int = 600) -> list[str]:
+    """Consecutive paragraphs grouped into documents of at least `min_chars`."""
+    docs, current = [], []
+    for paragraph in (p.strip() for p in text.split("\n\n")):
+        if not paragraph:
+            continue
+        current.append(paragraph)
+        if sum(map(len, current)) >= min_chars:
+            docs.append("\n\n".join(current))
+            current = []
+    if current:
+        docs.append("\n\n".join(current))
+    return docs
+
+
+def _reference_text() -> str:
+    import pydoc_data.topics as topics
+
+    return "\n\n".join(topics.topics[name] for name in sorted(topics.topics))
+
+
+def _library_text() -> str:
+    docs: dict[str, None] = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for module_name in _STDLIB_MODULES:
+            try:
+                module = importlib.import_module(module_name)
+            except Exception:  # a module missing from this Python build: skip it
+                continue
+            members = [module] + [obj for name, obj in sorted(vars(module).items()) if not name.startswith("_")]
+            for obj in members:
+                if obj is not module and getattr(obj, "__module__", None) != module.__name__:
+                    continue
+                doc = inspect.getdoc(obj)
+                if doc and len(doc) > 200:
+                    docs[doc] = None
+    return "\n\n".join(docs)
+
+
+def corpus_dir() -> Path:
+    """The corpus as JSONL files, `{domain}-{split}.jsonl`, written once per Python version."""
+    tag = f"py{sys.version_info.major}{sys.version_info.minor}"
+    root = cache_root() / "corpus" / tag
+    if all((root / f"{d}-{s}.jsonl").is_file() for d in DOMAINS for s in SPLITS):
+        return root
+    tmp = Path(tempfile.mkdtemp(prefix=".corpus-", dir=_ensure(cache_root())))
+    for domain, text in (("pyref", _reference_text()), ("pylib", _library_text())):
+        documents = _paragraph_documents(text)
+        for split in SPLITS:
+            chosen = [d for i, d in enumerate(documents) if (i % 10 == 9) == (split == "test")]
+            with open(tmp / f"{domain}-{split}.jsonl", "w", encoding="utf-8") as out:
+                for doc in chosen:
+                    out.write(json.dumps({"text": doc}) + "\n")
+    _publish(tmp, root)
+    return root
+
+
+def corpus_files(domain: str) -> dict[str, str]:
+    if domain not in DOMAINS:
+        raise ValueError(f"unknown built-in dataset {PREFIX}{domain}; built-in datasets: "
+                         + ", ".join(PREFIX + d for d in DOMAINS))
+    root = corpus_dir()
+    return {split: str(root / f"{domain}-{split}.jsonl") for split in SPLITS}
+
+
+def corpus_texts(domain: str, split: str) -> list[str]:
+    with open(corpus_files(domain)[split], encoding="utf-8") as lines:
+        return [json.loads(line)["text"] for line in lines]
+
+
+# --------------------------------------------------------------------------- models
+
+
+@dataclass(frozen=True)
+class TinyLlamaRecipe:
+    layers: int = 6
+    d_model: int = 128
+    heads: int = 4
+    ffn: int = 384
+    vocab: int = 4096
+    ctx_len: int = 128
+    batch_size: int = 16
+    base_steps: int = 200
+    finetune_steps: int = 60
+    lr: float = 3e-3
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class BuiltinModel:
+    recipe: TinyLlamaRecipe
+    finetuned: bool  # continued on the pylib domain after base training
+
+
+DEMO = TinyLlamaRecipe()
+TINY = TinyLlamaRecipe(layers=3, d_model=64, heads=2, ffn=128, vocab=1024, ctx_len=64, batch_size=8,
+                       base_steps=40, finetune_steps=10, lr=5e-3)
+BUILTIN_MODELS = {
+    "demo-base": BuiltinModel(DEMO, finetuned=False),
+    "demo-finetune": BuiltinModel(DEMO, finetuned=True),
+    "tiny-base": BuiltinModel(TINY, finetuned=False),
+    "tiny-finetune": BuiltinModel(TINY, finetuned=True),
+}
+
+
+def builtin_model(model_id: str) -> BuiltinModel:
+    name = model_id.removeprefix(PREFIX)
+    if name not in BUILTIN_MODELS:
+        raise ValueError(f"unknown built-in model {model_id!r}; built-in models: "
+                         + ", ".join(PREFIX + n for n in BUILTIN_MODELS))
+    return BUILTIN_MODELS[name]
+
+
+def _fingerprint(*parts: object) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def model_dir(model_id: str, progress: Progress | None = None) -> Path:
+    """Path of a built-in model, building it (and its base, corpus and tokenizer) if needed."""
+    spec = builtin_model(model_id)
+    name = model_id.removeprefix(PREFIX)
+    corpus = corpus_dir()
+    corpus_hash = _fingerprint(*(Path(corpus, f).stat().st_size for f in sorted(os.listdir(corpus))))
+    target = cache_root() / "models" / f"{name}-{_fingerprint(asdict(spec), corpus_hash)}"
+    if (target / "config.json").is_file():
+        return target
+    base_id = PREFIX + name.replace("-finetune", "-base")
+    base = model_dir(base_id, progress) if spec.finetuned else None
+    _build_model(spec.recipe, base, target, name, progress)
+    return target
+
+
+def _build_tokenizer(recipe: TinyLlamaRecipe):
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=recipe.vocab,
+        special_tokens=["<s>", "</s>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    texts = corpus_texts("pyref", "train") + corpus_texts("pylib", "train")
+    tokenizer.train_from_iterator(texts, trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, bos_token="<s>", eos_token="</s>")
+
+
+def _token_matrix(tokenizer, domain: str, ctx_len: int):
+    """The domain's train split packed into rows of ctx_len: BOS, then documents joined by EOS."""
+    import torch
+
+    stream: list[int] = []
+    for ids in tokenizer(corpus_texts(domain, "train"), add_special_tokens=False)["input_ids"]:
+        stream.extend(ids + [tokenizer.eos_token_id])
+    body = ctx_len - 1
+    rows = len(stream) // body
+    data = torch.tensor(stream[: rows * body]).view(rows, body)
+    bos = torch.full((rows, 1), tokenizer.bos_token_id)
+    return torch.cat([bos, data], dim=1)
+
+
+def _train_steps(model, data, recipe: TinyLlamaRecipe, steps: int, seed: int, progress, label: str) -> None:
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=0.01)
+    warmup = max(1, steps // 10)
+
+    def schedule(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup)))
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    task = progress.add_task(label, total=steps) if progress else None
+    model.train()
+    for _ in range(steps):
+        rows = torch.randint(0, len(data), (recipe.batch_size,), generator=generator)
+        loss = model(input_ids=data[rows], labels=data[rows]).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        if progress is not None:
+            progress.update(task, advance=1, description=f"{label} loss {loss.item():.2f}")
+    model.eval()
+
+
+def _build_model(recipe: TinyLlamaRecipe, base: Path | None, target: Path, name: str,
+                 progress: Progress | None) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(recipe.seed)
+    if base is None:
+        tokenizer = _build_tokenizer(recipe)
+        config = LlamaConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=recipe.d_model,
+            intermediate_size=recipe.ffn,
+            num_hidden_layers=recipe.layers,
+            num_attention_heads=recipe.heads,
+            num_key_value_heads=recipe.heads,
+            max_position_embeddings=max(1024, recipe.ctx_len),
+            tie_word_embeddings=True,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+        )
+        model = LlamaForCausalLM(config)
+        domain, steps, seed = "pyref", recipe.base_steps, recipe.seed
+    else:
+        tokenizer = AutoTokenizer.from_pretrained(base)
+        model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
+        domain, steps, seed = "pylib", recipe.finetune_steps, recipe.seed + 1
+    data = _token_matrix(tokenizer, domain, recipe.ctx_len)
+    _train_steps(model, data, recipe, steps, seed, progress, f"building {PREFIX}{name} on {domain}")
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=_ensure(target.parent)))
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    _publish(tmp, target)
+
+
+def _ensure(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _publish(tmp: Path, target: Path) -> None:
+    """Move a finished build into place atomically; a crash mid-build leaves no half asset."""
+    _ensure(target.parent)
+    try:
+        os.replace(tmp, target)
+    except OSError:  # another process published first
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -1,0 +1,119 @@
+"""Model loading: any AutoModelForCausalLM by hub id, local path or `builtin:` name, once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from rich.progress import Progress
+
+from harness import builtin
+from suite.jobs import ModelRef
+
+
+class ModelLoadError(RuntimeError):
+    pass
+
+
+def pick_device(requested: str = "auto") -> torch.device:
+    """CUDA > MPS > CPU for "auto"; an explicit device that is missing is an error."""
+    if requested == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise ModelLoadError("device 'cuda' requested but torch sees no CUDA GPU")
+    if requested == "mps" and not torch.backends.mps.is_available():
+        raise ModelLoadError("device 'mps' requested but MPS is not available")
+    return torch.device(requested)
+
+
+def pick_dtype(requested: str, device: torch.device) -> torch.dtype:
+    if requested == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[requested]
+
+
+def resolve_source(ref: ModelRef, progress: Progress | None = None) -> str:
+    """A `from_pretrained` argument: built-in models are built (once) and given by path."""
+    if builtin.is_builtin(ref.id):
+        return str(builtin.model_dir(ref.id, progress))
+    return ref.id
+
+
+def model_depth(ref: ModelRef) -> int | None:
+    """Number of decoder layers from the config alone, or None where it cannot be read offline.
+
+    Only local files are consulted (a path, or the HF cache): validating a spec never waits on
+    the network. A model not cached yet is checked when the run loads it.
+    """
+    if builtin.is_builtin(ref.id):
+        return builtin.builtin_model(ref.id).recipe.layers
+    try:
+        from transformers import AutoConfig
+
+        config = AutoConfig.from_pretrained(ref.id, revision=ref.revision, local_files_only=True,
+                                            trust_remote_code=ref.trust_remote_code)
+    except Exception:
+        return None
+    config = getattr(config, "text_config", config)
+    return getattr(config, "num_hidden_layers", None) or getattr(config, "n_layer", None)
+
+
+@dataclass
+class LoadedModel:
+    ref: ModelRef
+    model: torch.nn.Module
+    tokenizer: object
+    layers: torch.nn.ModuleList
+    device: torch.device
+    dtype: torch.dtype
+
+    @property
+    def d_model(self) -> int:
+        return self.model.get_input_embeddings().weight.shape[1]
+
+    @property
+    def special_ids(self) -> torch.Tensor:
+        ids = sorted(set(self.tokenizer.all_special_ids))
+        return torch.tensor(ids, dtype=torch.long, device=self.device)
+
+
+def decoder_layers(model: torch.nn.Module) -> torch.nn.ModuleList:
+    """The residual blocks: `model.layers` for Llama-likes, else the ModuleList of depth n_layers."""
+    config = getattr(model.config, "text_config", model.config)
+    depth = getattr(config, "num_hidden_layers", None) or getattr(config, "n_layer", None)
+    inner = getattr(model, "model", None)
+    if inner is not None and isinstance(getattr(inner, "layers", None), torch.nn.ModuleList):
+        return inner.layers
+    for module in model.modules():
+        if isinstance(module, torch.nn.ModuleList) and len(module) == depth:
+            return module
+    raise ModelLoadError(f"cannot find the decoder layers of {type(model).__name__}")
+
+
+def load_model(ref: ModelRef, device: torch.device, progress: Progress | None = None) -> LoadedModel:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    source = resolve_source(ref, progress)
+    dtype = pick_dtype(ref.dtype, device)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, revision=ref.revision,
+                                                  trust_remote_code=ref.trust_remote_code)
+        model = AutoModelForCausalLM.from_pretrained(source, revision=ref.revision, dtype=dtype,
+                                                     trust_remote_code=ref.trust_remote_code)
+    except OSError as exc:
+        hint = "" if Path(source).exists() else (
+            " (is the id spelled right, is the model gated — run `huggingface-cli login` — "
+            "and is the hub reachable or the model in the local HF cache?)")
+        raise ModelLoadError(f"cannot load model {ref.id!r}: {exc}{hint}") from exc
+    model.to(device).eval()
+    model.requires_grad_(False)
+    if tokenizer.eos_token_id is None and tokenizer.bos_token_id is None:
+        raise ModelLoadError(f"tokenizer of {ref.id!r} has neither BOS nor EOS: cannot pack documents")
+    return LoadedModel(ref, model, tokenizer, decoder_layers(model), device, dtype)

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# One-command set-up: a virtual environment in .venv with sae-bench and its test tools.
+# torch: an importable torch already in the environment (e.g. a CUDA build) is kept. Otherwise,
+# on a machine without an NVIDIA GPU we install the CPU build (torch==2.13.0); set
+# SAE_BENCH_TORCH_INDEX to a CPU wheel index if your pip would otherwise pick a CUDA build.
+set -euo pipefail
+cd "$(dirname "$0")"
+PYTHON=${PYTHON:-python3}
+VENV=${SAE_BENCH_VENV:-.venv}
+
+"$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+  || { echo "sae-bench needs Python 3.11+" >&2; exit 1; }
+[ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
+PIP=("$VENV/bin/python" -m pip install --disable-pip-version-check -q)
+
+if ! "$VENV/bin/python" -c 'import torch' 2>/dev/null; then
+  if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
+    echo "NVIDIA GPU found: installing torch with CUDA support"
+    "${PIP[@]}" "torch>=2.4"
+  else
+    echo "No GPU found: installing the CPU build of torch"
+    "${PIP[@]}" ${SAE_BENCH_TORCH_INDEX:+--index-url "$SAE_BENCH_TORCH_INDEX"} "torch==2.13.0"
+  fi
+fi
+"${PIP[@]}" -e ".[dev]"
+echo "Ready: source $VENV/bin/activate (or use $VENV/bin/sae-bench)"

@@ -1,0 +1,293 @@
+"""Spec files: TOML parsed with tomllib, validated with pydantic before anything runs.
+
+Every problem becomes one line `FILE: dotted.field.path: what was expected`, so a user can fix
+a spec without reading a traceback. Any `[sae]` / `[train]` value given as a list is a grid axis.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from suite.catalog import GATEABLE_METRICS
+from suite.health import DEFAULT_THRESHOLDS, Threshold
+
+
+class SpecError(Exception):
+    """A spec that cannot run; `problems` holds one human-readable line each."""
+
+    def __init__(self, path: str | Path, problems: list[str]):
+        self.path = str(path)
+        self.problems = problems
+        super().__init__("\n".join(f"{self.path}: {p}" for p in problems))
+
+
+def _as_axis(value: Any) -> Any:
+    """A scalar is a one-value axis; a list is an axis to expand (and must not be empty)."""
+    if isinstance(value, list) and not value:
+        raise ValueError("an axis needs at least one value")
+    return value if isinstance(value, list) else [value]
+
+
+AxisValues = BeforeValidator(_as_axis)
+PositiveInt = Annotated[int, Field(gt=0)]
+NonNegativeInt = Annotated[int, Field(ge=0)]
+PositiveFloat = Annotated[float, Field(gt=0)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class DatasetSpec(_Strict):
+    path: str = Field(min_length=1)
+    name: str | None = None
+    split: str = "train"
+    column: str = "text"
+    data_files: str | list[str] | None = None
+    revision: str | None = None
+    streaming: bool = True
+
+
+class SuiteSection(_Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    db: str | None = None
+    checkpoints: str | None = None
+    device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
+    description: str = ""
+
+
+class ModelSection(_Strict):
+    id: str = Field(min_length=1)
+    revision: str | None = None
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    trust_remote_code: bool = False
+
+
+class GridSection(_Strict):
+    models: list[str] = Field(min_length=1)
+    layers: list[NonNegativeInt] = Field(min_length=1)
+
+    @field_validator("layers")
+    @classmethod
+    def _unique_layers(cls, layers: list[int]) -> list[int]:
+        if len(set(layers)) != len(layers):
+            raise ValueError("layers must not repeat")
+        return layers
+
+
+class TrainSection(_Strict):
+    dataset: Annotated[list[DatasetSpec], AxisValues]
+    tokens: Annotated[list[PositiveInt], AxisValues]
+    ctx_len: Annotated[list[Annotated[int, Field(ge=2)]], AxisValues]
+    batch_size: Annotated[list[PositiveInt], AxisValues]
+    lr: Annotated[list[PositiveFloat], AxisValues]
+    seed: Annotated[list[NonNegativeInt], AxisValues] = [0]
+    lr_warmup_steps: Annotated[list[NonNegativeInt], AxisValues] = [0]
+    buffer_batches: Annotated[list[PositiveInt], AxisValues] = [4]
+    log_every: PositiveInt = 10
+
+
+class SaeSection(_Strict):
+    arch: Annotated[list[Literal["topk"]], AxisValues] = ["topk"]
+    latents: Annotated[list[PositiveInt], AxisValues]
+    k: Annotated[list[PositiveInt], AxisValues]
+    aux_k: Annotated[list[NonNegativeInt], AxisValues] = [0]
+    aux_coef: Annotated[list[Annotated[float, Field(ge=0)]], AxisValues] = [1 / 32]
+    dead_tokens: Annotated[list[PositiveInt], AxisValues] = [10_000_000]
+
+    @field_validator("k")
+    @classmethod
+    def _k_fits(cls, k: list[int], info: ValidationInfo) -> list[int]:
+        latents = info.data.get("latents")
+        if latents and max(k) > min(latents):
+            raise ValueError(f"k={max(k)} exceeds latents={min(latents)}: a TopK SAE keeps k of its latents")
+        return k
+
+
+class EvalSection(_Strict):
+    dataset: DatasetSpec
+    tokens: PositiveInt
+
+
+class Bounds(_Strict):
+    min: float | None = None
+    max: float | None = None
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "Bounds":
+        if self.min is None and self.max is None:
+            raise ValueError("give min, max or both")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min={self.min} is above max={self.max}")
+        return self
+
+
+class SpecModel(_Strict):
+    suite: SuiteSection
+    models: dict[str, ModelSection] = Field(min_length=1)
+    grid: GridSection
+    train: TrainSection
+    sae: SaeSection
+    eval: dict[str, EvalSection] = Field(min_length=1)
+    health: dict[str, Bounds | bool] = {}
+
+    @field_validator("health")
+    @classmethod
+    def _known_health_metrics(cls, health: dict[str, Any]) -> dict[str, Any]:
+        for name, value in health.items():
+            if name == "use_defaults":
+                if not isinstance(value, bool):
+                    raise ValueError("use_defaults must be true or false")
+            elif name not in GATEABLE_METRICS:
+                raise ValueError(f"@{name}: unknown metric; known: {', '.join(GATEABLE_METRICS)}")
+            elif isinstance(value, bool):
+                raise ValueError(f"@{name}: expected a table like {{ min = 0.6 }}")
+        return health
+
+    @model_validator(mode="after")
+    def _grid_models_declared(self) -> "SpecModel":
+        unknown = [m for m in self.grid.models if m not in self.models]
+        if unknown:
+            raise ValueError(
+                f"@grid.models: {', '.join(map(repr, unknown))} not declared; "
+                f"declared models: {', '.join(self.models)} (add a [models.NAME] table)"
+            )
+        return self
+
+
+class Spec:
+    """A validated spec plus where it came from."""
+
+    def __init__(self, path: Path, text: str, model: SpecModel):
+        self.path = path
+        self.text = text
+        self.model = model
+
+    @property
+    def name(self) -> str:
+        return self.model.suite.name
+
+    def db_path(self, override: str | Path | None = None) -> Path:
+        if override is not None:
+            return Path(override)
+        return Path(self.model.suite.db or f"results/{self.name}.duckdb")
+
+    def checkpoint_dir(self, db_path: Path) -> Path:
+        if self.model.suite.checkpoints:
+            return Path(self.model.suite.checkpoints)
+        return db_path.with_name(db_path.stem + "-checkpoints")
+
+    def thresholds(self) -> tuple[Threshold, ...]:
+        health = dict(self.model.health)
+        use_defaults = health.pop("use_defaults", True)
+        chosen: dict[str, Threshold] = {}
+        if use_defaults:
+            chosen = {t.metric: t for t in DEFAULT_THRESHOLDS}
+        for metric, bounds in health.items():
+            assert isinstance(bounds, Bounds)
+            chosen[metric] = Threshold(metric, bounds.min, bounds.max)
+        return tuple(chosen.values())
+
+
+_TYPE_WORDS = {
+    "int_type": "an integer",
+    "float_type": "a number",
+    "string_type": "a string",
+    "bool_type": "true or false",
+    "list_type": "a list",
+    "dict_type": "a table",
+    "model_type": "a table",
+}
+
+
+_UNION_TAGS = {"Bounds", "bool", "str", "int", "float"}
+
+
+def _field_path(loc: tuple[Any, ...]) -> str:
+    """pydantic's location tuple as `sae.k[1]`, dropping pydantic-internal union branch tags."""
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif isinstance(part, str) and ("[" in part or part in {"function-before", "function-after"}):
+            continue  # union-branch names such as 'Bounds' or 'list[int]'
+        elif part in _UNION_TAGS:
+            continue
+        else:
+            path += f".{part}" if path else part
+    return path or "(top level)"
+
+
+def _describe(error: dict[str, Any]) -> str:
+    kind = error["type"]
+    got = error.get("input")
+    shown = repr(got) if not isinstance(got, dict) else "a table"
+    ctx = error.get("ctx") or {}
+    if kind == "missing":
+        return "required but missing"
+    if kind == "extra_forbidden":
+        return f"unknown key (value {shown}); check the spelling against the docs"
+    if kind in _TYPE_WORDS:
+        return f"expected {_TYPE_WORDS[kind]}, got {shown}"
+    if kind == "greater_than":
+        return f"expected a value > {ctx.get('gt')}, got {shown}"
+    if kind == "greater_than_equal":
+        return f"expected a value >= {ctx.get('ge')}, got {shown}"
+    if kind == "literal_error":
+        return f"expected one of {ctx.get('expected')}, got {shown}"
+    if kind == "string_pattern_mismatch":
+        return f"expected letters, digits, '_', '-' or '.', got {shown}"
+    if kind in ("too_short", "string_too_short"):
+        return f"must not be empty, got {shown}"
+    if kind == "value_error":
+        return str(ctx.get("error", error["msg"]))
+    return f"{error['msg']} (got {shown})"
+
+
+def _problems(error: ValidationError) -> list[str]:
+    seen: dict[str, str] = {}
+    for item in error.errors():
+        path = _field_path(tuple(item["loc"]))
+        message = _describe(item)
+        if message.startswith("@"):  # a validator naming the sub-field it is about
+            sub, _, message = message[1:].partition(": ")
+            path = sub if path == "(top level)" else f"{path}.{sub}"
+        # A union (e.g. Bounds | bool) reports one error per branch: keep the first per field.
+        seen.setdefault(path, f"{path}: {message}")
+    return list(seen.values())
+
+
+def parse_spec(text: str, path: str | Path = "<spec>") -> Spec:
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise SpecError(path, [f"invalid TOML: {exc}"]) from None
+    try:
+        model = SpecModel.model_validate(raw)
+    except ValidationError as exc:
+        raise SpecError(path, _problems(exc)) from None
+    return Spec(Path(path), text, model)
+
+
+def load_spec(path: str | Path) -> Spec:
+    path = Path(path)
+    if not path.is_file():
+        raise SpecError(path, ["no such spec file"])
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError(path, [f"cannot read the spec: {exc}"]) from None
+    return parse_spec(text, path)
