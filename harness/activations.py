@@ -86,14 +86,16 @@ class ShuffleBuffer:
             yield from self._emit(len(self) // 2)
 
     def drain(self) -> Iterator[dict[int, torch.Tensor]]:
-        yield from self._emit(len(self))
+        """Everything left, the last batch possibly short."""
+        yield from self._emit(len(self), whole_batches=False)
 
-    def _emit(self, count: int) -> Iterator[dict[int, torch.Tensor]]:
+    def _emit(self, count: int, whole_batches: bool = True) -> Iterator[dict[int, torch.Tensor]]:
         if not self.rows:
             return
         order = torch.randperm(len(self), generator=self.generator).to(next(iter(self.rows.values())).device)
         shuffled = {k: v[order] for k, v in self.rows.items()}
-        count = (count // self.batch) * self.batch or count
+        if whole_batches:
+            count = (count // self.batch) * self.batch
         self.rows = {k: v[count:] for k, v in shuffled.items()}
         for start in range(0, count, self.batch):
             yield {k: v[start:start + self.batch] for k, v in shuffled.items()}

@@ -153,7 +153,7 @@ class BuiltinModel:
 
 DEMO = TinyLlamaRecipe()
 TINY = TinyLlamaRecipe(layers=3, d_model=64, heads=2, ffn=128, vocab=1024, ctx_len=64, batch_size=8,
-                       base_steps=40, finetune_steps=10, lr=5e-3)
+                       base_steps=80, finetune_steps=10, lr=5e-3)
 BUILTIN_MODELS = {
     "demo-base": BuiltinModel(DEMO, finetuned=False),
     "demo-finetune": BuiltinModel(DEMO, finetuned=True),

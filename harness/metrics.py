@@ -12,15 +12,19 @@ import math
 import torch
 
 
+def _ratio(numerator: float, denominator: float) -> float:
+    """numerator / denominator, NaN when undefined (e.g. an SAE that outputs nothing)."""
+    return numerator / denominator if denominator != 0 else math.nan
+
+
 def loss_recovered(ce_clean: float, ce_zero: float, ce_sae: float) -> float:
     """(CE_zero - CE_sae) / (CE_zero - CE_clean); NaN when zero-ablation costs nothing."""
-    denominator = ce_zero - ce_clean
-    return (ce_zero - ce_sae) / denominator if denominator != 0 else math.nan
+    return _ratio(ce_zero - ce_sae, ce_zero - ce_clean)
 
 
 def kl_score(kl_zero: float, kl_sae: float) -> float:
     """(KL_zero - KL_sae) / KL_zero."""
-    return (kl_zero - kl_sae) / kl_zero if kl_zero != 0 else math.nan
+    return _ratio(kl_zero - kl_sae, kl_zero)
 
 
 def token_ce(logits: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
@@ -75,11 +79,11 @@ class ReconstructionStats:
         return {
             "l0": self.l0_sum / n,
             "dead_fraction": 1 - float(self.fired.float().mean()),
-            "explained_variance": 1 - self.sse / total,
+            "explained_variance": 1 - _ratio(self.sse, total),
             "explained_variance_legacy": self.ev_legacy_sum / n,
             "mse": self.sse / (n * self.d_model),
             "cossim": self.cos_sum / n,
-            "relative_reconstruction_bias": self.xhat_sq_sum / self.x_dot_xhat_sum,
+            "relative_reconstruction_bias": _ratio(self.xhat_sq_sum, self.x_dot_xhat_sum),
             "eval_tokens": float(n),
         }
 

@@ -22,15 +22,17 @@ def check_layers(spec: Spec, jobs: list[Job]) -> list[str]:
     """
     from harness.models import model_depth  # the harness is imported lazily: config only
 
-    problems = []
+    too_deep: dict[int, list[str]] = {}
     for name in spec.model.grid.models:
         model = next(job.model for job in jobs if job.model.name == name)
         depth = model_depth(model)
-        bad = [layer for layer in spec.model.grid.layers if depth is not None and layer >= depth]
-        if bad:
-            problems.append(f"grid.layers: {bad} out of range for models.{name} ({model.id} has {depth} "
-                            f"layers, 0..{depth - 1})")
-    return problems
+        for layer in spec.model.grid.layers:
+            if depth is not None and layer >= depth:
+                too_deep.setdefault(layer, []).append(f"models.{name} ({model.id}) has {depth}, 0..{depth - 1}")
+    if not too_deep:
+        return []
+    models = sorted({m for ms in too_deep.values() for m in ms})
+    return [f"grid.layers: {sorted(too_deep)} out of range: {'; '.join(models)}"]
 
 
 def validated_jobs(spec: Spec) -> list[Job]:

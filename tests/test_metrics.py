@@ -1,0 +1,88 @@
+"""Metrics against independent hand computations (numpy / plain Python), not the code's output."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from harness.metrics import DownstreamStats, ReconstructionStats, kl_score, loss_recovered, token_ce, token_kl
+
+
+def test_loss_recovered_and_kl_score_by_hand():
+    assert loss_recovered(ce_clean=2.0, ce_zero=6.0, ce_sae=3.0) == pytest.approx(0.75)
+    assert loss_recovered(2.0, 6.0, 2.0) == 1.0  # SAE as good as the clean model
+    assert loss_recovered(2.0, 6.0, 6.0) == 0.0  # SAE as bad as zero-ablation
+    assert math.isnan(loss_recovered(2.0, 2.0, 3.0))  # ablation harmless: undefined, not a number
+    assert kl_score(kl_zero=4.0, kl_sae=1.0) == pytest.approx(0.75)
+
+
+def test_reconstruction_stats_match_numpy():
+    rng = np.random.default_rng(0)
+    batches = [rng.normal(size=(5, 3)), rng.normal(size=(4, 3)) + 2.0]
+    noise = [rng.normal(scale=0.3, size=b.shape) for b in batches]
+    codes = [np.array([[0, 1.5, 0, 0], [0, 2.0, 0, 0], [0, 0, 0, 0], [0, 1, 0, 0], [0, 0, 0, 3]]),
+             np.array([[0, 1, 0, 0], [0, 0, 0, 0], [0, 2, 0, 0], [0, 1, 0, 0]])]
+    stats = ReconstructionStats(latents=4, d_model=3)
+    for x, e, z in zip(batches, noise, codes):
+        stats.add(torch.tensor(x), torch.tensor(x + e), torch.tensor(z))
+    got = stats.result()
+
+    x = np.concatenate(batches)
+    x_hat = np.concatenate([b + e for b, e in zip(batches, noise)])
+    z = np.concatenate(codes)
+    err = ((x - x_hat) ** 2).sum(1)
+    legacy = np.concatenate([1 - ((b - (b + e)) ** 2).sum(1) / ((b - b.mean(0)) ** 2).sum(1)
+                             for b, e in zip(batches, noise)])
+    cos = (x * x_hat).sum(1) / np.linalg.norm(x, axis=1) / np.linalg.norm(x_hat, axis=1)
+    assert got["l0"] == pytest.approx((z != 0).sum(1).mean())  # 6 non-zeros over 9 tokens
+    assert got["dead_fraction"] == pytest.approx(0.5)  # latents 0 and 2 never fire
+    assert got["explained_variance"] == pytest.approx(1 - err.sum() / ((x - x.mean(0)) ** 2).sum())
+    assert got["explained_variance_legacy"] == pytest.approx(legacy.mean())
+    assert got["mse"] == pytest.approx(((x - x_hat) ** 2).mean())
+    assert got["cossim"] == pytest.approx(cos.mean())
+    assert got["relative_reconstruction_bias"] == pytest.approx((x_hat ** 2).sum() / (x * x_hat).sum())
+    assert got["eval_tokens"] == 9
+
+
+def test_perfect_reconstruction_explains_everything():
+    x = torch.randn(10, 4)
+    stats = ReconstructionStats(latents=2, d_model=4)
+    stats.add(x, x.clone(), torch.ones(10, 2))
+    result = stats.result()
+    assert result["explained_variance"] == pytest.approx(1.0)
+    assert result["mse"] == 0 and result["cossim"] == pytest.approx(1.0)
+    assert result["relative_reconstruction_bias"] == pytest.approx(1.0)
+
+
+def test_token_ce_and_kl_by_hand():
+    logits = torch.tensor([[[0.0, math.log(3.0)], [1.0, 1.0], [5.0, 0.0]]])  # vocab of 2
+    ids = torch.tensor([[0, 1, 0]])
+    # position 0 has p = [1/4, 3/4] and predicts token 1; position 1 has p = [1/2, 1/2], predicts 0
+    assert token_ce(logits, ids)[0].tolist() == pytest.approx([-math.log(0.75), -math.log(0.5)])
+    clean = torch.log_softmax(logits[:, :-1], -1)
+    patched = torch.tensor([[[0.0, 0.0], [0.0, math.log(3.0)], [0.0, 0.0]]])
+    expected = [0.25 * math.log(0.25 / 0.5) + 0.75 * math.log(0.75 / 0.5),
+                0.5 * math.log(0.5 / 0.25) + 0.5 * math.log(0.5 / 0.75)]
+    assert token_kl(clean, patched)[0].tolist() == pytest.approx(expected)
+    assert token_kl(clean, logits)[0].tolist() == pytest.approx([0.0, 0.0], abs=1e-6)
+
+
+def test_downstream_stats_average_only_masked_positions():
+    stats = DownstreamStats()
+    mask = torch.tensor([[True, False, True]])
+    values = {name: torch.tensor([[1.0, 100.0, 3.0]]) for name in ("ce_clean", "kl_zero", "kl_sae")}
+    stats.add(mask, ce_zero=torch.tensor([[5.0, 0.0, 7.0]]), ce_sae=torch.tensor([[2.0, 0.0, 4.0]]), **values)
+    result = stats.result()
+    assert result["ce_clean"] == 2.0 and result["ce_zero"] == 6.0 and result["ce_sae"] == 3.0
+    assert result["loss_recovered"] == pytest.approx((6 - 3) / (6 - 2))
+
+
+def test_collapsed_sae_gives_nan_bias_not_a_crash():
+    stats = ReconstructionStats(latents=2, d_model=3)
+    stats.add(torch.randn(4, 3), torch.zeros(4, 3), torch.zeros(4, 2))
+    result = stats.result()
+    assert math.isnan(result["relative_reconstruction_bias"])
+    assert result["dead_fraction"] == 1.0 and result["l0"] == 0.0
