@@ -86,7 +86,7 @@ def _run_group(lm, train, jobs: list[Job], reporter: JobReporter, checkpoint_roo
                 reporter.job_failed(trainer.job, trainer.failure)
         if not trained:
             return
-        scores = evaluate(lm, {t.job.key: (t.job.layer, t.sae) for t in trained}, jobs[0].evals,
+        scores, intervals = evaluate(lm, {t.job.key: (t.job.layer, t.sae) for t in trained}, jobs[0].evals,
                           train.ctx_len, train.batch_size, progress)
     except KeyboardInterrupt:
         raise
@@ -101,6 +101,6 @@ def _run_group(lm, train, jobs: list[Job], reporter: JobReporter, checkpoint_roo
         job = trainer.job
         path = save_sae(trainer.sae, job, checkpoint_root / job.job_id)
         reporter.job_finished(job, JobResult(
-            metrics=scores[job.key], train_seconds=training.seconds,
+            metrics=scores[job.key], intervals=intervals[job.key], train_seconds=training.seconds,
             tokens_per_second=training.tokens_per_second, checkpoint_path=str(path),
         ))

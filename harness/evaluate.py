@@ -19,13 +19,17 @@ from harness.tokens import DatasetLoadError, iter_windows, special_mask
 from suite.jobs import EvalSettings
 
 Scores = dict[str, dict[str, float]]  # eval name -> metric -> value
+Intervals = dict[str, dict[str, tuple[float, float]]]  # eval name -> metric -> 95% interval
 
 
 @torch.no_grad()
 def evaluate(lm: LoadedModel, saes: dict[str, tuple[int, TopKSae]], evals: tuple[EvalSettings, ...],
-             ctx_len: int, batch_size: int, progress: Progress | None = None) -> dict[str, Scores]:
-    """`saes` maps a job key to (layer, SAE); returns job key -> eval name -> metrics."""
+             ctx_len: int, batch_size: int, progress: Progress | None = None
+             ) -> tuple[dict[str, Scores], dict[str, Intervals]]:
+    """`saes` maps a job key to (layer, SAE); returns job key -> eval name -> metrics, and the
+    bootstrap intervals (resampling eval sequences) of the metrics that are token means."""
     results: dict[str, Scores] = {key: {} for key in saes}
+    intervals: dict[str, Intervals] = {key: {} for key in saes}
     layers = sorted({layer for layer, _ in saes.values()})
     for ev in evals:
         recon = {key: ReconstructionStats(sae.settings.latents, sae.d_model) for key, (_, sae) in saes.items()}
@@ -37,6 +41,7 @@ def evaluate(lm: LoadedModel, saes: dict[str, tuple[int, TopKSae]], evals: tuple
             ids = input_ids.to(lm.device)
             special = special_mask(ids, lm.special_ids)
             keep = ~special
+            sequence = torch.arange(ids.shape[0], device=ids.device)[:, None].expand_as(ids)[keep]
             acts, logits = capture(lm, ids, layers, stop_early=False)
             clean_logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)
             ce_clean = token_ce(logits, ids)
@@ -52,7 +57,7 @@ def evaluate(lm: LoadedModel, saes: dict[str, tuple[int, TopKSae]], evals: tuple
                     x = acts[layer][keep].float()
                     latents, _ = sae.encode(x)
                     x_hat = sae.decode(latents)
-                    recon[key].add(x, x_hat, latents)
+                    recon[key].add(x, x_hat, latents, sequence)
                     replacement = acts[layer].clone()
                     replacement[keep] = x_hat.to(replacement.dtype)
                     with patched(lm, layer, lambda h: replacement):
@@ -69,4 +74,5 @@ def evaluate(lm: LoadedModel, saes: dict[str, tuple[int, TopKSae]], evals: tuple
             raise DatasetLoadError(f"eval dataset {ev.name} ({ev.dataset.label()}) yielded no tokens")
         for key in saes:
             results[key][ev.name] = {**recon[key].result(), **down[key].result()}
-    return results
+            intervals[key][ev.name] = {**recon[key].intervals(), **down[key].intervals()}
+    return results, intervals

@@ -38,3 +38,8 @@ METRIC_NAMES: tuple[str, ...] = tuple(m.name for m in METRICS)
 PLANNED_METRICS: tuple[str, ...] = ("absorption",)
 
 GATEABLE_METRICS: tuple[str, ...] = METRIC_NAMES + PLANNED_METRICS
+
+# Token means whose 95% bootstrap interval (over eval sequences) the harness stores.
+INTERVAL_METRICS: tuple[str, ...] = (
+    "loss_recovered", "kl_score", "l0", "explained_variance", "mse", "cossim", "ce_sae",
+)

@@ -134,6 +134,8 @@ class JobResult:
     tokens_per_second: float
     checkpoint_path: str
     notes: dict[str, str] = field(default_factory=dict)  # metric -> why it has no value
+    # eval name -> metric -> (low, high) 95% bootstrap interval, for metrics that are token means
+    intervals: dict[str, dict[str, tuple[float, float]]] = field(default_factory=dict)
 
 
 class JobReporter(Protocol):

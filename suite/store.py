@@ -22,7 +22,7 @@ from pathlib import Path
 
 import duckdb
 
-from suite.catalog import METRIC_NAMES
+from suite.catalog import INTERVAL_METRICS, METRIC_NAMES
 from suite.health import GateResult
 from suite.jobs import Job, JobResult, TrainLogRow
 
@@ -74,6 +74,8 @@ create table if not exists metrics (
     eval_name varchar not null,
     metric varchar not null,
     value double,
+    ci_low double,                    -- 95% bootstrap interval over eval sequences, where known
+    ci_high double,
     primary key (job_id, eval_name, metric)
 );
 create table if not exists metric_notes (
@@ -112,6 +114,10 @@ def _views() -> str:
     pivot = ",\n    ".join(
         f"max(m.value) filter (where m.metric = '{name}') as {name}" for name in METRIC_NAMES
     )
+    bounds = ",\n    ".join(
+        f"max(m.ci_{side}) filter (where m.metric = '{name}') as {name}_ci_{side}"
+        for name in INTERVAL_METRICS for side in ("low", "high")
+    )
     return f"""
 create or replace view health as
 select j.job_id, j.suite, j.model, j.model_id, j.layer, j.arch, j.k, j.latents, g.eval_name,
@@ -125,7 +131,8 @@ group by all;
 
 create or replace view layer_summary as
 select j.job_id, j.suite, j.model, j.model_id, j.layer, j.arch, j.k, j.latents, j.lr, m.eval_name,
-    {pivot}
+    {pivot},
+    {bounds}
 from jobs j join metrics m using (job_id)
 where j.status = 'done'
 group by all;
@@ -249,9 +256,11 @@ class Store:
         """Metrics, notes, gates and the `done` status land together or not at all."""
         with self.transaction() as con:
             for eval_name, values in result.metrics.items():
+                bounds = result.intervals.get(eval_name, {})
                 con.executemany(
-                    "insert or replace into metrics values (?, ?, ?, ?)",
-                    [[job.job_id, eval_name, metric, value] for metric, value in values.items()],
+                    "insert or replace into metrics values (?, ?, ?, ?, ?, ?)",
+                    [[job.job_id, eval_name, metric, value, *bounds.get(metric, (None, None))]
+                     for metric, value in values.items()],
                 )
                 for metric, reason in result.notes.items():
                     con.execute("insert or replace into metric_notes values (?, ?, ?, ?)",

@@ -37,7 +37,7 @@ def test_identity_and_zero_saes(tiny_model):
         "zero": (1, ZeroSae(d, SaeSettings(k=4, latents=16))),
     }
     ev = EvalSettings("pyref", DatasetRef("builtin:pyref", "test"), tokens=600)
-    scores = evaluate(tiny_model, saes, (ev,), ctx_len=64, batch_size=4)
+    scores, intervals = evaluate(tiny_model, saes, (ev,), ctx_len=64, batch_size=4)
     identity, zero = scores["identity"]["pyref"], scores["zero"]["pyref"]
     assert identity["loss_recovered"] == pytest.approx(1.0, abs=1e-5)
     assert identity["kl_score"] == pytest.approx(1.0, abs=1e-5)
@@ -50,6 +50,10 @@ def test_identity_and_zero_saes(tiny_model):
     assert identity["ce_zero"] > identity["ce_clean"]
     assert identity["ce_clean"] < torch.log(torch.tensor(float(vocab))).item() - 0.5
     assert identity["eval_tokens"] >= 600
+    # an exact SAE has no uncertainty about recovering everything
+    assert intervals["identity"]["pyref"]["loss_recovered"] == pytest.approx((1.0, 1.0), abs=1e-5)
+    low, high = intervals["zero"]["pyref"]["kl_score"]
+    assert low == pytest.approx(0.0, abs=1e-5) and high == pytest.approx(0.0, abs=1e-5)
 
 
 def test_bos_positions_are_not_scored(tiny_model):
@@ -61,5 +65,5 @@ def test_bos_positions_are_not_scored(tiny_model):
     scored = int((~special_mask(batch, tiny_model.special_ids.cpu())).sum())
     d = tiny_model.d_model
     ev = EvalSettings("x", DatasetRef("builtin:pyref", "test"), tokens=1)
-    scores = evaluate(tiny_model, {"i": (0, IdentitySae(d, SaeSettings(k=d, latents=d)))}, (ev,), 64, 4)
+    scores, _ = evaluate(tiny_model, {"i": (0, IdentitySae(d, SaeSettings(k=d, latents=d)))}, (ev,), 64, 4)
     assert scores["i"]["x"]["eval_tokens"] == scored < batch.numel()

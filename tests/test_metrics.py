@@ -86,3 +86,29 @@ def test_collapsed_sae_gives_nan_bias_not_a_crash():
     result = stats.result()
     assert math.isnan(result["relative_reconstruction_bias"])
     assert result["dead_fraction"] == 1.0 and result["l0"] == 0.0
+
+
+def test_bootstrap_interval_matches_the_analytic_standard_error():
+    from harness.metrics import bootstrap
+
+    rng = np.random.default_rng(1)
+    values = rng.normal(10.0, 2.0, size=400)
+    units = {"n": np.ones(400), "v": values}
+    low, high = bootstrap(units, {"mean": lambda s: s["v"] / s["n"]})["mean"]
+    se = values.std(ddof=1) / np.sqrt(400)  # 0.1
+    assert low < values.mean() < high
+    assert (high - low) == pytest.approx(2 * 1.96 * se, rel=0.15)
+
+
+def test_intervals_resample_sequences_not_tokens():
+    """Two sequences with very different l0: the interval spans between them; a single
+    sequence gives no interval at all."""
+    stats = ReconstructionStats(latents=4, d_model=2)
+    x = torch.randn(6, 2)
+    latents = torch.tensor([[1.0, 0, 0, 0]] * 3 + [[1.0, 1, 1, 1]] * 3)
+    stats.add(x, x * 0.9, latents, torch.tensor([0, 0, 0, 1, 1, 1]))
+    low, high = stats.intervals()["l0"]
+    assert low == pytest.approx(1.0) and high == pytest.approx(4.0)
+    single = ReconstructionStats(latents=4, d_model=2)
+    single.add(x, x * 0.9, latents)
+    assert single.intervals() == {}

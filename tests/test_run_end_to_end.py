@@ -46,6 +46,20 @@ def test_run_stores_every_metric_for_every_job_and_eval(tiny_run):
     assert rows(db, "select count(*) from metrics where value is null or isnan(value)") == [(0,)]
 
 
+def test_token_means_carry_intervals_around_their_value(tiny_run):
+    _, db, *_ = tiny_run
+    from suite.catalog import INTERVAL_METRICS
+
+    got = rows(db, "select metric, value, ci_low, ci_high from metrics where metric in (select unnest(?))",
+               [list(INTERVAL_METRICS)])
+    assert len(got) == 6 * 2 * len(INTERVAL_METRICS)
+    for metric, value, low, high in got:
+        assert low is not None and low <= value + 1e-9 and value <= high + 1e-9, (metric, value, low, high)
+    assert rows(db, "select count(*) from metrics where metric = 'ce_clean' and ci_low is not null") == [(0,)]
+    assert rows(db, "select count(*) from layer_summary where not (loss_recovered between "
+                    "loss_recovered_ci_low and loss_recovered_ci_high)") == [(0,)]
+
+
 def test_topk_l0_never_exceeds_k_and_model_learned(tiny_run):
     _, db, *_ = tiny_run
     assert rows(db, "select count(*) from layer_summary s join jobs j using (job_id) where s.l0 > j.k") == [(0,)]
