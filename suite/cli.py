@@ -1,13 +1,16 @@
-"""The `sae-bench` command line: validate, plan and run specs.
+"""The `sae-bench` command line: validate, plan and run specs; report, gate, query and export results.
 
-Exit codes: 0 success, 1 some job failed, 2 the spec (or its arguments) is invalid, 130 stopped.
+Exit codes: 0 success, 1 some job or gate failed, 2 invalid spec or arguments, 130 stopped.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
+import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
@@ -72,7 +75,7 @@ def cmd_plan(args: argparse.Namespace, console: Console) -> int:
 
 def cmd_run(args: argparse.Namespace, console: Console) -> int:
     from suite.runner import run_spec
-    from suite.store import Store
+    from suite.store import Store, StoreError
     from suite.tables import model_tables
 
     try:
@@ -81,6 +84,9 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     except SpecError as exc:
         for problem in exc.problems:
             console.print(f"[red]error[/red] {exc.path}: {problem}", highlight=False, soft_wrap=True)
+        return EXIT_BAD_SPEC
+    except StoreError as exc:
+        console.print(f"[red]error[/red] {exc}", highlight=False)
         return EXIT_BAD_SPEC
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/yellow]: finished jobs are stored; run again to resume")
@@ -92,6 +98,119 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
         f"{outcome.failed} failed -> {outcome.db_path}"
     )
     return EXIT_JOB_FAILED if outcome.failed else 0
+
+
+def _existing_db(path: str, console: Console) -> Path | None:
+    from suite.store import Store, StoreError
+
+    db = Path(path)
+    try:
+        Store(db).check_schema()
+    except StoreError as exc:
+        hint = " (run `sae-bench run SPEC` first)" if not db.is_file() else ""
+        console.print(f"[red]error[/red] {exc}{hint}", highlight=False)
+        return None
+    return db
+
+
+def cmd_report(args: argparse.Namespace, console: Console) -> int:
+    from suite.report import compare, load_report
+    from suite.report_format import report_blocks, to_console, to_html, to_markdown
+    from suite.store import Store
+
+    db = _existing_db(args.db, console)
+    if db is None:
+        return EXIT_BAD_SPEC
+    report = load_report(Store(db))
+    comparison = None
+    if args.compare:
+        try:
+            comparison = compare(report, *args.compare)
+        except KeyError as exc:
+            console.print(f"[red]error[/red] --compare: {exc.args[0]}")
+            return EXIT_BAD_SPEC
+    blocks = report_blocks(report, comparison)
+    if args.format == "rich" and not args.output:
+        to_console(blocks, console)
+        return 0
+    text = to_html(blocks) if args.format == "html" else to_markdown(blocks)
+    if args.output:
+        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.output).write_text(text, encoding="utf-8")
+        console.print(f"wrote {args.output}")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def cmd_gate(args: argparse.Namespace, console: Console) -> int:
+    from suite.gates import FAIL, PASS, SKIP, XFAIL, load_checks
+
+    db = _existing_db(args.db, console)
+    if db is None:
+        return EXIT_BAD_SPEC
+    checks = load_checks(db)
+    style = {PASS: "green", FAIL: "red", XFAIL: "yellow", SKIP: "dim"}
+    table = Table(title=f"health gates in {db}", title_justify="left")
+    for name in ("gate", "verdict", "detail"):
+        table.add_column(name, overflow="fold")
+    for check in checks:
+        if args.all or check.outcome != PASS:
+            table.add_row(check.name, f"[{style[check.outcome]}]{check.outcome}[/]", check.message)
+    console.print(table)
+    counts = {o: sum(c.outcome == o for c in checks) for o in (PASS, FAIL, XFAIL, SKIP)}
+    console.print(f"{counts[PASS]} passed, {counts[FAIL]} failed, {counts[XFAIL]} allowed to fail, "
+                  f"{counts[SKIP]} not applicable")
+    return EXIT_JOB_FAILED if counts[FAIL] else 0
+
+
+def cmd_sql(args: argparse.Namespace, console: Console) -> int:
+    import duckdb
+
+    db = _existing_db(args.db, console)
+    if db is None:
+        return EXIT_BAD_SPEC
+    try:
+        with duckdb.connect(str(db), read_only=True) as con:
+            cursor = con.execute(args.query)
+            names = [d[0] for d in cursor.description] if cursor.description else []
+            rows = cursor.fetchall() if names else []
+    except duckdb.Error as exc:
+        console.print(f"[red]error[/red] {type(exc).__name__}: {exc}", highlight=False)
+        return EXIT_BAD_SPEC
+    if args.format == "csv":
+        writer = csv.writer(sys.stdout)
+        writer.writerow(names)
+        writer.writerows(rows)
+    elif args.format == "json":
+        sys.stdout.write(json.dumps([dict(zip(names, r)) for r in rows], default=str, indent=2) + "\n")
+    else:
+        table = Table()
+        for name in names:
+            table.add_column(name, overflow="fold")
+        for row in rows:
+            table.add_row(*("NULL" if v is None else f"{v:.6g}" if isinstance(v, float) else str(v) for v in row))
+        console.print(table)
+        console.print(f"[dim]{len(rows)} row(s)[/dim]")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace, console: Console) -> int:
+    import duckdb
+
+    db = _existing_db(args.db, console)
+    if db is None:
+        return EXIT_BAD_SPEC
+    out = Path(args.parquet)
+    out.mkdir(parents=True, exist_ok=True)
+    with duckdb.connect(str(db), read_only=True) as con:
+        names = [r[0] for r in con.execute(
+            "select table_name from information_schema.tables where table_schema = 'main' order by 1").fetchall()]
+        for name in names:
+            target = out / f"{name}.parquet"
+            con.execute(f"copy (select * from \"{name}\") to '{target.as_posix()}' (format parquet)")
+    console.print(f"wrote {len(names)} table(s) and view(s) to {out}: {', '.join(names)}")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -107,10 +226,26 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "run":
             p.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"],
                            help="override the spec's [suite].device")
+    p = sub.add_parser("report", help="per-model layer tables and a model-vs-model comparison")
+    p.add_argument("db", help="results DuckDB file")
+    p.add_argument("--compare", nargs=2, metavar=("A", "B"), help="compare model B against model A")
+    p.add_argument("--format", choices=["rich", "markdown", "html"], default="rich")
+    p.add_argument("-o", "--output", help="write to this file instead of the terminal")
+    p = sub.add_parser("gate", help="stored health verdicts; exit 1 if any gate failed")
+    p.add_argument("db", help="results DuckDB file")
+    p.add_argument("--all", action="store_true", help="list passing gates too")
+    p = sub.add_parser("sql", help="run a read-only SQL query over a results file")
+    p.add_argument("db", help="results DuckDB file")
+    p.add_argument("query", help='e.g. "select * from health"')
+    p.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    p = sub.add_parser("export", help="write every table and view to Parquet")
+    p.add_argument("db", help="results DuckDB file")
+    p.add_argument("--parquet", required=True, metavar="DIR", help="output directory")
     return parser
 
 
-COMMANDS = {"validate": cmd_validate, "plan": cmd_plan, "run": cmd_run}
+COMMANDS = {"validate": cmd_validate, "plan": cmd_plan, "run": cmd_run, "report": cmd_report,
+            "gate": cmd_gate, "sql": cmd_sql, "export": cmd_export}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -53,6 +53,14 @@ PENDING_DEFAULT_THRESHOLDS: tuple[Threshold, ...] = (Threshold("absorption", max
 
 
 @dataclass(frozen=True)
+class GatePolicy:
+    """What one job is gated on for one eval, and whether its failures may be tolerated."""
+
+    thresholds: tuple[Threshold, ...]
+    allow_fail: bool = False
+
+
+@dataclass(frozen=True)
 class GateResult:
     threshold: Threshold
     value: float | None

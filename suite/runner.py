@@ -8,10 +8,10 @@ from pathlib import Path
 from rich.console import Console
 
 from suite.grid import expand
-from suite.health import GateResult, Threshold, evaluate_gates
+from suite.health import evaluate_gates
 from suite.jobs import Job, JobResult, TrainLogRow
 from suite.spec import Spec, SpecError
-from suite.store import Store
+from suite.store import GateVerdicts, Store
 
 
 def check_layers(spec: Spec, jobs: list[Job]) -> list[str]:
@@ -46,9 +46,9 @@ def validated_jobs(spec: Spec) -> list[Job]:
 class StoreReporter:
     """The harness's JobReporter, writing through to the store and gating each finished job."""
 
-    def __init__(self, store: Store, thresholds: tuple[Threshold, ...], console: Console):
+    def __init__(self, store: Store, spec: Spec, console: Console):
         self.store = store
-        self.thresholds = thresholds
+        self.spec = spec
         self.console = console
         self.failed: list[Job] = []
         self.finished: list[Job] = []
@@ -65,12 +65,19 @@ class StoreReporter:
         self.console.print(f"[red]failed[/red] {job.describe()}: {error.splitlines()[0]}")
 
     def job_finished(self, job: Job, result: JobResult) -> None:
-        gates: dict[str, list[GateResult]] = {
-            eval_name: evaluate_gates(self.thresholds, values, result.notes)
-            for eval_name, values in result.metrics.items()
-        }
-        self.store.finish_job(job, result, gates)
+        notes = {eval_name: result.notes for eval_name in result.metrics}
+        self.store.finish_job(job, result, gate(self.spec, job, result.metrics, notes))
         self.finished.append(job)
+
+
+def gate(spec: Spec, job: Job, metrics: dict[str, dict[str, float]],
+         notes: dict[str, dict[str, str]]) -> GateVerdicts:
+    """The spec's verdicts for one job, per eval dataset."""
+    verdicts: GateVerdicts = {}
+    for eval_name, values in metrics.items():
+        policy = spec.gate_policy(job.model.name, job.layer, eval_name)
+        verdicts[eval_name] = (policy, evaluate_gates(policy.thresholds, values, notes.get(eval_name, {})))
+    return verdicts
 
 
 @dataclass
@@ -101,11 +108,13 @@ def run_spec(spec: Spec, db_override: str | None = None, device: str | None = No
     device = device or spec.model.suite.device
     run_id = store.start_run(spec.name, str(spec.path), spec.text, device, len(jobs), skipped)
     if skipped:
-        console.print(f"[dim]skipping {skipped} job(s) already done in {db_path}[/dim]")
+        console.print(f"[dim]skipping {skipped} job(s) already done in {db_path}; re-gating them with "
+                      f"the spec's current thresholds[/dim]")
         for job in jobs:
             if status.get(job.key) == "done":
                 console.print(f"[dim]  skipped {job.job_id} {job.describe()}[/dim]")
-    reporter = StoreReporter(store, spec.thresholds(), console)
+                store.replace_gates(job, gate(spec, job, *store.stored_metrics(job.job_id)))
+    reporter = StoreReporter(store, spec, console)
     run_status = "failed"
     try:
         if todo:

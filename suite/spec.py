@@ -17,12 +17,13 @@ from pydantic import (
     Field,
     ValidationError,
     ValidationInfo,
+    create_model,
     field_validator,
     model_validator,
 )
 
 from suite.catalog import GATEABLE_METRICS
-from suite.health import DEFAULT_THRESHOLDS, Threshold
+from suite.health import DEFAULT_THRESHOLDS, GatePolicy, Threshold
 
 
 class SpecError(Exception):
@@ -135,6 +136,31 @@ class Bounds(_Strict):
         return self
 
 
+# One optional `metric = { min, max }` field per gateable metric, shared by [health] and overrides.
+_Thresholds = create_model(
+    "_Thresholds", __base__=_Strict, **{name: (Bounds | None, None) for name in GATEABLE_METRICS}
+)
+
+
+def _stated_thresholds(section: BaseModel) -> dict[str, Threshold]:
+    return {name: Threshold(name, b.min, b.max) for name in GATEABLE_METRICS
+            if (b := getattr(section, name)) is not None}
+
+
+class HealthOverride(_Thresholds):
+    """Thresholds for some jobs only: those matching every selector given (none = all)."""
+
+    models: list[str] | None = None
+    layers: list[NonNegativeInt] | None = None
+    evals: list[str] | None = None
+    allow_fail: bool = False  # failures here are reported but do not fail `gate` / pytest (xfail)
+
+
+class HealthSection(_Thresholds):
+    use_defaults: bool = True
+    override: list[HealthOverride] = []
+
+
 class SpecModel(_Strict):
     suite: SuiteSection
     models: dict[str, ModelSection] = Field(min_length=1)
@@ -142,29 +168,22 @@ class SpecModel(_Strict):
     train: TrainSection
     sae: SaeSection
     eval: dict[str, EvalSection] = Field(min_length=1)
-    health: dict[str, Bounds | bool] = {}
-
-    @field_validator("health")
-    @classmethod
-    def _known_health_metrics(cls, health: dict[str, Any]) -> dict[str, Any]:
-        for name, value in health.items():
-            if name == "use_defaults":
-                if not isinstance(value, bool):
-                    raise ValueError("use_defaults must be true or false")
-            elif name not in GATEABLE_METRICS:
-                raise ValueError(f"@{name}: unknown metric; known: {', '.join(GATEABLE_METRICS)}")
-            elif isinstance(value, bool):
-                raise ValueError(f"@{name}: expected a table like {{ min = 0.6 }}")
-        return health
+    health: HealthSection = HealthSection()
 
     @model_validator(mode="after")
-    def _grid_models_declared(self) -> "SpecModel":
+    def _names_declared(self) -> "SpecModel":
         unknown = [m for m in self.grid.models if m not in self.models]
         if unknown:
             raise ValueError(
                 f"@grid.models: {', '.join(map(repr, unknown))} not declared; "
                 f"declared models: {', '.join(self.models)} (add a [models.NAME] table)"
             )
+        for i, override in enumerate(self.health.override):
+            for field, declared in (("models", self.models), ("evals", self.eval)):
+                missing = [n for n in getattr(override, field) or [] if n not in declared]
+                if missing:
+                    raise ValueError(f"@health.override[{i}].{field}: {', '.join(map(repr, missing))} "
+                                     f"not declared; declared: {', '.join(declared)}")
         return self
 
 
@@ -191,15 +210,23 @@ class Spec:
         return db_path.with_name(db_path.stem + "-checkpoints")
 
     def thresholds(self) -> tuple[Threshold, ...]:
-        health = dict(self.model.health)
-        use_defaults = health.pop("use_defaults", True)
-        chosen: dict[str, Threshold] = {}
-        if use_defaults:
-            chosen = {t.metric: t for t in DEFAULT_THRESHOLDS}
-        for metric, bounds in health.items():
-            assert isinstance(bounds, Bounds)
-            chosen[metric] = Threshold(metric, bounds.min, bounds.max)
+        """The spec-wide thresholds: defaults (unless use_defaults = false) updated by [health]."""
+        health = self.model.health
+        chosen = {t.metric: t for t in DEFAULT_THRESHOLDS} if health.use_defaults else {}
+        chosen.update(_stated_thresholds(health))
         return tuple(chosen.values())
+
+    def gate_policy(self, model: str, layer: int, eval_name: str) -> GatePolicy:
+        """Thresholds for one job and eval: [health], then each matching override in order."""
+        chosen = {t.metric: t for t in self.thresholds()}
+        allow_fail = False
+        for override in self.model.health.override:
+            if ((override.models is None or model in override.models)
+                    and (override.layers is None or layer in override.layers)
+                    and (override.evals is None or eval_name in override.evals)):
+                chosen.update(_stated_thresholds(override))
+                allow_fail = allow_fail or override.allow_fail
+        return GatePolicy(tuple(chosen.values()), allow_fail)
 
 
 _TYPE_WORDS = {
@@ -239,6 +266,8 @@ def _describe(error: dict[str, Any]) -> str:
     if kind == "missing":
         return "required but missing"
     if kind == "extra_forbidden":
+        if error["loc"] and error["loc"][0] == "health":
+            return f"unknown metric or key; gateable metrics: {', '.join(GATEABLE_METRICS)}"
         return f"unknown key (value {shown}); check the spelling against the docs"
     if kind in _TYPE_WORDS:
         return f"expected {_TYPE_WORDS[kind]}, got {shown}"

@@ -23,12 +23,19 @@ from pathlib import Path
 import duckdb
 
 from suite.catalog import INTERVAL_METRICS, METRIC_NAMES
-from suite.health import GateResult
+from suite.health import GatePolicy, GateResult
 from suite.jobs import Job, JobResult, TrainLogRow
 
 LOCK_WAIT_SECONDS = 60.0
+SCHEMA_VERSION = 2  # bump on any change to the tables below
+
+
+class StoreError(RuntimeError):
+    pass
+
 
 SCHEMA = """
+create table if not exists meta (key varchar primary key, value varchar);
 create table if not exists runs (
     run_id varchar primary key,
     suite varchar not null,
@@ -105,6 +112,7 @@ create table if not exists gates (
     value double,
     passed boolean,                   -- null: not applicable (see reason)
     reason varchar,
+    allowed_to_fail boolean not null default false,  -- the spec tolerates this job's failures
     primary key (job_id, eval_name, metric)
 );
 """
@@ -124,7 +132,8 @@ select j.job_id, j.suite, j.model, j.model_id, j.layer, j.arch, j.k, j.latents, 
     count(*) filter (where g.passed) as gates_passed,
     count(*) filter (where g.passed is not null) as gates_total,
     count(*) filter (where g.passed is null) as gates_not_applicable,
-    list(g.metric order by g.metric) filter (where g.passed = false) as failed_gates
+    list(g.metric order by g.metric) filter (where g.passed = false) as failed_gates,
+    bool_or(g.allowed_to_fail) as allowed_to_fail
 from jobs j join gates g using (job_id)
 where j.status = 'done'
 group by all;
@@ -188,10 +197,34 @@ class Store:
             return [dict(zip(names, row)) for row in cursor.fetchall()]
 
     def init(self) -> None:
+        """Create the schema in a new file; refuse a file written with another schema version."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self.transaction() as con:
+            has_tables = con.execute(
+                "select count(*) from information_schema.tables where table_name = 'jobs'").fetchone()[0]
+            if has_tables:
+                self._check_version(con)
             con.execute(SCHEMA)
+            con.execute("insert or ignore into meta values ('schema_version', ?)", [str(SCHEMA_VERSION)])
             con.execute(_views())
+
+    def check_schema(self) -> None:
+        """For readers: a clear error for a missing file or another schema version."""
+        if not self.path.is_file():
+            raise StoreError(f"no results database at {self.path}")
+        with self._connect(read_only=True) as con:
+            self._check_version(con)
+
+    def _check_version(self, con: duckdb.DuckDBPyConnection) -> None:
+        try:
+            row = con.execute("select value from meta where key = 'schema_version'").fetchone()
+        except duckdb.CatalogException:
+            row = None
+        found = row[0] if row else "1 (before versioning)"
+        if found != str(SCHEMA_VERSION):
+            raise StoreError(
+                f"{self.path} was written with results schema version {found}; this sae-bench uses "
+                f"version {SCHEMA_VERSION}. Run into a new file (--db) or move the old one aside.")
 
     # ------------------------------------------------------------------ runs
 
@@ -252,7 +285,7 @@ class Store:
             con.execute("update jobs set status = 'failed', error = ?, finished_at = ? where job_id = ?",
                         [error, _now(), job.job_id])
 
-    def finish_job(self, job: Job, result: JobResult, gates: dict[str, list[GateResult]]) -> None:
+    def finish_job(self, job: Job, result: JobResult, gates: GateVerdicts) -> None:
         """Metrics, notes, gates and the `done` status land together or not at all."""
         with self.transaction() as con:
             for eval_name, values in result.metrics.items():
@@ -265,14 +298,40 @@ class Store:
                 for metric, reason in result.notes.items():
                     con.execute("insert or replace into metric_notes values (?, ?, ?, ?)",
                                 [job.job_id, eval_name, metric, reason])
-            for eval_name, verdicts in gates.items():
-                con.executemany(
-                    "insert or replace into gates values (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    [[job.job_id, eval_name, g.threshold.metric, g.threshold.op, g.threshold.min,
-                      g.threshold.max, g.value, g.passed, g.reason or None] for g in verdicts],
-                )
+            _write_gates(con, job.job_id, gates)
             con.execute(
                 """update jobs set status = 'done', finished_at = ?, train_seconds = ?, tokens_per_second = ?,
                    checkpoint_path = ?, error = null where job_id = ?""",
                 [_now(), result.train_seconds, result.tokens_per_second, result.checkpoint_path, job.job_id],
             )
+
+    def stored_metrics(self, job_id: str) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, str]]]:
+        """(eval -> metric -> value, eval -> metric -> reason it has none) of a job."""
+        values: dict[str, dict[str, float]] = {}
+        for eval_name, metric, value in self.query(
+                "select eval_name, metric, value from metrics where job_id = ?", [job_id]):
+            values.setdefault(eval_name, {})[metric] = value
+        notes: dict[str, dict[str, str]] = {}
+        for eval_name, metric, reason in self.query(
+                "select eval_name, metric, reason from metric_notes where job_id = ?", [job_id]):
+            notes.setdefault(eval_name, {})[metric] = reason
+        return values, notes
+
+    def replace_gates(self, job: Job, gates: GateVerdicts) -> None:
+        """Re-gate a finished job (thresholds changed in the spec); metrics stay as they are."""
+        with self.transaction() as con:
+            con.execute("delete from gates where job_id = ?", [job.job_id])
+            _write_gates(con, job.job_id, gates)
+
+
+# eval name -> (the policy applied, its verdicts)
+GateVerdicts = dict[str, tuple[GatePolicy, list[GateResult]]]
+
+
+def _write_gates(con: duckdb.DuckDBPyConnection, job_id: str, gates: GateVerdicts) -> None:
+    for eval_name, (policy, verdicts) in gates.items():
+        con.executemany(
+            "insert or replace into gates values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [[job_id, eval_name, g.threshold.metric, g.threshold.op, g.threshold.min, g.threshold.max,
+              g.value, g.passed, g.reason or None, policy.allow_fail] for g in verdicts],
+        )

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+pytest_plugins = ["pytester"]
+
 TINY_SPEC = """
 [suite]
 name = "tiny"

@@ -31,7 +31,7 @@ MALFORMED = [
     ('name = "tiny"', 'name = "my suite"', "suite.name", "expected letters"),
     ("[sae]", '[sae]\narch = "relu"', "sae.arch[0]", "expected one of"),
     ("[sae]", "[health]\nl0 = { min = 300, max = 20 }\n[sae]", "health.l0", "above max"),
-    ("[sae]", "[health]\nloss_recoverd = { min = 0.5 }\n[sae]", "health.loss_recoverd", "unknown metric"),
+    ("[sae]", "[health]\nloss_recoverd = { min = 0.5 }\n[sae]", "health.loss_recoverd", "unknown metric or key"),
     ("[grid]", "[grid]\n[grid]", "invalid TOML", "line"),
 ]
 

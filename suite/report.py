@@ -1,0 +1,333 @@
+"""Comparison reports computed from the store: the numbers, the rules that pick layers, and the
+model-vs-model verdicts. Rendering lives in `suite.report_format`; the TUI reuses this module.
+
+Every number in a report is read from the store (metric values, intervals, gate verdicts) or is
+a plain aggregate of rows the report shows (means, ranges, counts); `check_consistency` proves
+the aggregates before anything is rendered, so a report cannot contradict itself.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from statistics import mean
+
+from suite.store import Store
+
+SIGNIFICANCE = "95% bootstrap intervals over eval sequences do not overlap"
+
+RULES = {
+    "best": "most gates passed on every eval, then highest mean loss recovered",
+    "balanced": ("highest weakest-of (mean loss recovered, mean share of live latents, mean explained "
+                 "variance): the layer with no weak side"),
+    "worst": "fewest gates passed on every eval, then lowest mean loss recovered",
+}
+
+
+@dataclass
+class EvalCell:
+    """One job's numbers on one eval dataset, as stored."""
+
+    values: dict[str, float]
+    intervals: dict[str, tuple[float, float]]
+    notes: dict[str, str]
+
+    def get(self, metric: str) -> float | None:
+        value = self.values.get(metric)
+        return None if value is None or math.isnan(value) else value
+
+
+@dataclass
+class Gate:
+    eval_name: str
+    metric: str
+    op: str
+    low: float | None
+    high: float | None
+    value: float | None
+    passed: bool | None
+    reason: str | None
+    allowed_to_fail: bool
+
+    def describe(self) -> str:
+        if self.op == "between":
+            return f"{self.metric} in [{self.low:g}, {self.high:g}]"
+        return f"{self.metric}{self.op}{self.low if self.op == '>=' else self.high:g}"
+
+
+@dataclass
+class LayerRow:
+    """One finished job (an SAE) of a model."""
+
+    job_id: str
+    model: str
+    model_id: str
+    layer: int
+    arch: str
+    k: int
+    latents: int
+    lr: float
+    settings_key: tuple
+    train_seconds: float | None
+    evals: dict[str, EvalCell]
+    gates: list[Gate]
+
+    def gate_metrics(self) -> list[str]:
+        """Gated metrics that apply (have a value on at least one eval)."""
+        return sorted({g.metric for g in self.gates if g.passed is not None})
+
+    def passed_everywhere(self) -> list[str]:
+        """Gates passed on every eval where they apply: the 'n' of n/N healthy."""
+        return [m for m in self.gate_metrics()
+                if all(g.passed for g in self.gates if g.metric == m and g.passed is not None)]
+
+    def failed_gates(self) -> list[Gate]:
+        return [g for g in self.gates if g.passed is False]
+
+    def not_applicable(self) -> list[Gate]:
+        return [g for g in self.gates if g.passed is None]
+
+    @property
+    def healthy(self) -> bool:
+        return len(self.passed_everywhere()) == len(self.gate_metrics())
+
+    def mean_metric(self, metric: str) -> float | None:
+        values = [v for cell in self.evals.values() if (v := cell.get(metric)) is not None]
+        return mean(values) if values else None
+
+    def balance(self) -> float:
+        parts = [self.mean_metric("loss_recovered"), self.mean_metric("explained_variance")]
+        dead = self.mean_metric("dead_fraction")
+        parts.append(None if dead is None else 1 - dead)
+        known = [p for p in parts if p is not None]
+        return min(known) if known else -math.inf
+
+    def label(self, with_settings: bool) -> str:
+        suffix = f" ({self.arch} k={self.k} n={self.latents} lr={self.lr:g})" if with_settings else ""
+        return f"{self.layer}{suffix}"
+
+
+@dataclass
+class ModelReport:
+    name: str
+    model_id: str
+    rows: list[LayerRow]
+    failed_jobs: list[tuple[int, str]] = field(default_factory=list)  # (layer, error)
+
+    @property
+    def healthy_count(self) -> int:
+        return sum(row.healthy for row in self.rows)
+
+    def pick(self, which: str) -> LayerRow | None:
+        if not self.rows:
+            return None
+
+        def recovered(row: LayerRow) -> float:
+            value = row.mean_metric("loss_recovered")
+            return -math.inf if value is None else value
+
+        if which == "best":
+            return max(self.rows, key=lambda r: (len(r.passed_everywhere()), recovered(r)))
+        if which == "worst":
+            return min(self.rows, key=lambda r: (len(r.passed_everywhere()), recovered(r)))
+        return max(self.rows, key=lambda r: r.balance())
+
+    def values(self, metric: str) -> list[float]:
+        """The metric over every (row, eval) cell shown, in order; the basis of means and ranges."""
+        return [v for row in self.rows for cell in row.evals.values() if (v := cell.get(metric)) is not None]
+
+
+@dataclass
+class Report:
+    db_path: str
+    suites: list[str]
+    eval_names: list[str]
+    models: dict[str, ModelReport]
+    with_settings: bool
+    runs: list[dict]
+
+
+def load_report(store: Store) -> Report:
+    store.check_schema()
+    jobs = store.query_dicts(
+        "select * from jobs order by model, layer, arch, k, latents, lr, job_id")
+    metric_rows = store.query("select job_id, eval_name, metric, value, ci_low, ci_high from metrics")
+    note_rows = store.query("select job_id, eval_name, metric, reason from metric_notes")
+    gate_rows = store.query_dicts("select * from gates order by eval_name, metric")
+    runs = store.query_dicts("select run_id, suite, started_at, finished_at, status from runs order by started_at")
+    cells: dict[str, dict[str, EvalCell]] = {}
+    for job_id, eval_name, metric, value, low, high in metric_rows:
+        cell = cells.setdefault(job_id, {}).setdefault(eval_name, EvalCell({}, {}, {}))
+        cell.values[metric] = value
+        if low is not None:
+            cell.intervals[metric] = (low, high)
+    for job_id, eval_name, metric, reason in note_rows:
+        cells.setdefault(job_id, {}).setdefault(eval_name, EvalCell({}, {}, {})).notes[metric] = reason
+    gates: dict[str, list[Gate]] = {}
+    for g in gate_rows:
+        gates.setdefault(g["job_id"], []).append(Gate(
+            g["eval_name"], g["metric"], g["op"], g["threshold_min"], g["threshold_max"], g["value"],
+            g["passed"], g["reason"], g["allowed_to_fail"]))
+    models: dict[str, ModelReport] = {}
+    for job in jobs:
+        report = models.setdefault(job["model"], ModelReport(job["model"], job["model_id"], []))
+        if job["status"] != "done":
+            report.failed_jobs.append((job["layer"], f"{job['status']}: {(job['error'] or '').splitlines()[0] if job['error'] else ''}"))
+            continue
+        settings_key = (job["arch"], job["k"], job["latents"], job["lr"], job["batch_size"], job["ctx_len"],
+                        job["train_tokens"], job["seed"], job["train_dataset"])
+        report.rows.append(LayerRow(
+            job["job_id"], job["model"], job["model_id"], job["layer"], job["arch"], job["k"], job["latents"],
+            job["lr"], settings_key, job["train_seconds"], dict(sorted(cells.get(job["job_id"], {}).items())),
+            gates.get(job["job_id"], [])))
+    all_rows = [row for m in models.values() for row in m.rows]
+    eval_names = sorted({e for row in all_rows for e in row.evals})
+    with_settings = len({row.settings_key for row in all_rows}) > 1
+    report = Report(str(store.path), sorted({j["suite"] for j in jobs}), eval_names, models, with_settings, runs)
+    check_consistency(report)
+    return report
+
+
+class InconsistentReport(AssertionError):
+    pass
+
+
+def check_consistency(report: Report) -> None:
+    """Invariants every report must satisfy; violating one is a bug, never printed."""
+    for model in report.models.values():
+        for row in model.rows:
+            if row.arch in ("topk", "batchtopk"):
+                for name, cell in row.evals.items():
+                    l0 = cell.get("l0")
+                    if l0 is not None and l0 > row.k + 1e-9:
+                        raise InconsistentReport(f"{model.name} layer {row.layer} {name}: L0 {l0} exceeds k={row.k}")
+            for gate in row.gates:
+                stored = row.evals.get(gate.eval_name, EvalCell({}, {}, {})).values.get(gate.metric)
+                if gate.value is not None and stored is not None and not math.isclose(gate.value, stored):
+                    raise InconsistentReport(f"gate value {gate.value} differs from stored {gate.metric} {stored}")
+            if len(row.passed_everywhere()) > len(row.gate_metrics()):
+                raise InconsistentReport("more gates passed than exist")
+
+
+# ------------------------------------------------------------------ comparison
+
+
+@dataclass
+class LayerDelta:
+    layer: int
+    label: str
+    eval_name: str
+    a: EvalCell
+    b: EvalCell
+
+    def delta(self, metric: str) -> float | None:
+        va, vb = self.a.get(metric), self.b.get(metric)
+        return None if va is None or vb is None else vb - va
+
+    def significant(self, metric: str) -> bool | None:
+        """True when the two intervals do not overlap; None when either has no interval."""
+        ia, ib = self.a.intervals.get(metric), self.b.intervals.get(metric)
+        if ia is None or ib is None:
+            return None
+        return ia[1] < ib[0] or ib[1] < ia[0]
+
+
+@dataclass
+class SummaryRow:
+    label: str
+    a: str
+    b: str
+    delta: str
+    verdict: str
+
+
+@dataclass
+class Comparison:
+    a: ModelReport
+    b: ModelReport
+    layers: list[LayerDelta]
+    summary: list[SummaryRow]
+
+
+def _matched(a: ModelReport, b: ModelReport, with_settings: bool) -> list[LayerDelta]:
+    by_key = {(row.layer, row.settings_key): row for row in b.rows}
+    deltas = []
+    for row in a.rows:
+        other = by_key.get((row.layer, row.settings_key))
+        if other is None:
+            continue
+        for eval_name in row.evals:
+            if eval_name in other.evals:
+                deltas.append(LayerDelta(row.layer, row.label(with_settings), eval_name, row.evals[eval_name],
+                                         other.evals[eval_name]))
+    return deltas
+
+
+def _range(values: list[float], scale: float = 1.0, unit: str = "") -> str:
+    if not values:
+        return "n/a"
+    return f"{min(values) * scale:.2f}{unit}–{max(values) * scale:.2f}{unit}"
+
+
+def _better(a_name: str, b_name: str, a: float | None, b: float | None, higher_is_better: bool) -> str:
+    if a is None or b is None:
+        return "n/a"
+    if a == b:
+        return "equal"
+    b_wins = (b > a) == higher_is_better
+    return f"{b_name if b_wins else a_name} better"
+
+
+def compare(report: Report, a_name: str, b_name: str) -> Comparison:
+    missing = [n for n in (a_name, b_name) if n not in report.models]
+    if missing:
+        raise KeyError(f"model(s) {', '.join(missing)} not in {report.db_path}; "
+                       f"models there: {', '.join(report.models) or 'none'}")
+    a, b = report.models[a_name], report.models[b_name]
+    layers = _matched(a, b, report.with_settings)
+    significant = [d.significant("loss_recovered") for d in layers]
+    tested = [s for s in significant if s is not None]
+    lr_a, lr_b = a.values("loss_recovered"), b.values("loss_recovered")
+    dead_a, dead_b = a.values("dead_fraction"), b.values("dead_fraction")
+    l0_a, l0_b = a.values("l0"), b.values("l0")
+    ev_a, ev_b = a.values("explained_variance"), b.values("explained_variance")
+    mean_lr_a, mean_lr_b = (mean(lr_a) if lr_a else None), (mean(lr_b) if lr_b else None)
+    summary = [
+        SummaryRow("Fully healthy layers", f"{a.healthy_count}/{len(a.rows)}", f"{b.healthy_count}/{len(b.rows)}",
+                   f"{b.healthy_count - a.healthy_count:+d}",
+                   _better(a.name, b.name, a.healthy_count / max(len(a.rows), 1),
+                           b.healthy_count / max(len(b.rows), 1), True)),
+        SummaryRow("Mean loss recovered", pct(mean_lr_a), pct(mean_lr_b), points(mean_lr_a, mean_lr_b),
+                   _better(a.name, b.name, mean_lr_a, mean_lr_b, True)
+                   + f"; {sum(tested)} of {len(tested)} per-layer differences significant"),
+        SummaryRow("Dead latents (range)", _range(dead_a, 100, "%"), _range(dead_b, 100, "%"),
+                   points(mean(dead_a) if dead_a else None, mean(dead_b) if dead_b else None) + " (means)",
+                   _better(a.name, b.name, mean(dead_a) if dead_a else None, mean(dead_b) if dead_b else None, False)),
+        SummaryRow("L0 (range)", _range(l0_a), _range(l0_b),
+                   signed(mean(l0_b) - mean(l0_a)) + " (means)" if l0_a and l0_b else "n/a",
+                   "lower is sparser; health is judged by the l0 gate"),
+        SummaryRow("Mean explained variance", num(mean(ev_a) if ev_a else None), num(mean(ev_b) if ev_b else None),
+                   signed(mean(ev_b) - mean(ev_a)) if ev_a and ev_b else "n/a",
+                   _better(a.name, b.name, mean(ev_a) if ev_a else None, mean(ev_b) if ev_b else None, True)),
+    ]
+    return Comparison(a, b, layers, summary)
+
+
+# ------------------------------------------------------------------ number formats shared by renderers
+
+
+def pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.2f}%"
+
+
+def num(value: float | None, digits: int = 3) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def signed(value: float, digits: int = 3) -> str:
+    return f"{value:+.{digits}f}"
+
+
+def points(a: float | None, b: float | None) -> str:
+    return "n/a" if a is None or b is None else f"{100 * (b - a):+.2f} pts"
+
