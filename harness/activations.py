@@ -24,8 +24,8 @@ def _replace_hidden(output, hidden: torch.Tensor):
 
 
 @torch.no_grad()
-def capture(lm: LoadedModel, input_ids: torch.Tensor, layers: list[int], *,
-            stop_early: bool = True) -> tuple[dict[int, torch.Tensor], torch.Tensor | None]:
+def capture(lm: LoadedModel, input_ids: torch.Tensor, layers: list[int], *, stop_early: bool = True,
+            attention_mask: torch.Tensor | None = None) -> tuple[dict[int, torch.Tensor], torch.Tensor | None]:
     """Outputs [B, T, d] of the given layers; logits too unless `stop_early` cut the pass short."""
     captured: dict[int, torch.Tensor] = {}
     deepest = max(layers)
@@ -41,7 +41,8 @@ def capture(lm: LoadedModel, input_ids: torch.Tensor, layers: list[int], *,
     handles = [lm.layers[i].register_forward_hook(hook_for(i)) for i in layers]
     logits = None
     try:
-        logits = lm.model(input_ids=input_ids.to(lm.device), use_cache=False).logits
+        mask = attention_mask.to(lm.device) if attention_mask is not None else None
+        logits = lm.model(input_ids=input_ids.to(lm.device), attention_mask=mask, use_cache=False).logits
     except _StopForward:
         pass
     finally:

@@ -17,11 +17,37 @@ import torch
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from harness.absorption import GroundTruth, WordActivations, absorption_metrics, collect_word_activations, \
+    ground_truth_probe
 from harness.checkpoint import save_sae
 from harness.evaluate import evaluate
 from harness.models import load_model, pick_device
 from harness.train import train_group
-from suite.jobs import Job, JobReporter, JobResult
+from suite.catalog import ABSORPTION_METRICS
+from suite.jobs import AbsorptionSettings, Job, JobReporter, JobResult
+
+
+class AbsorptionCache:
+    """First-letter word activations (one collection per model, all its layers at once) and
+    ground-truth probes (one per layer), shared by every SAE of the model."""
+
+    def __init__(self, lm, layers: list[int], progress: Progress):
+        self.lm, self.layers, self.progress = lm, layers, progress
+        self.words: dict[AbsorptionSettings, WordActivations] = {}
+        self.truth: dict[tuple[AbsorptionSettings, int], GroundTruth] = {}
+
+    def score(self, job: Job, sae) -> tuple[dict[str, float], str | None]:
+        settings = job.absorption
+        assert settings is not None
+        if settings not in self.words:
+            self.words[settings] = collect_word_activations(self.lm, self.layers, settings, self.progress)
+        words = self.words[settings]
+        if len(words.words) < 26 * 2:
+            return {}, (f"only {len(words.words)} single-token alphabetic words tokenize as the first-letter "
+                        f"template expects ({words.dropped} did not): too few to train letter probes")
+        if (settings, job.layer) not in self.truth:
+            self.truth[settings, job.layer] = ground_truth_probe(words, job.layer, settings)
+        return absorption_metrics(sae, words, self.truth[settings, job.layer], job.layer, settings)
 
 
 def _progress(console: Console | None) -> Progress:
@@ -58,6 +84,9 @@ def run_jobs(jobs: list[Job], reporter: JobReporter, checkpoint_root: Path, devi
                 for job in model_jobs:
                     reporter.job_failed(job, _error_text(exc))
                 continue
+            absorption_layers = sorted({job.layer for job in model_jobs if job.absorption
+                                        and job.layer < len(lm.layers)})
+            cache = AbsorptionCache(lm, absorption_layers, progress) if absorption_layers else None
             for train, group in streams.items():
                 runnable = []
                 for job in group:
@@ -67,7 +96,7 @@ def run_jobs(jobs: list[Job], reporter: JobReporter, checkpoint_root: Path, devi
                     else:
                         runnable.append(job)
                 if runnable:
-                    _run_group(lm, train, runnable, reporter, checkpoint_root, progress)
+                    _run_group(lm, train, runnable, reporter, checkpoint_root, progress, cache)
             del lm
             gc.collect()
             if torch_device.type == "cuda":
@@ -75,7 +104,7 @@ def run_jobs(jobs: list[Job], reporter: JobReporter, checkpoint_root: Path, devi
 
 
 def _run_group(lm, train, jobs: list[Job], reporter: JobReporter, checkpoint_root: Path,
-               progress: Progress) -> None:
+               progress: Progress, absorption: AbsorptionCache | None) -> None:
     for job in jobs:
         reporter.job_started(job)
     try:
@@ -88,6 +117,15 @@ def _run_group(lm, train, jobs: list[Job], reporter: JobReporter, checkpoint_roo
             return
         scores, intervals = evaluate(lm, {t.job.key: (t.job.layer, t.sae) for t in trained}, jobs[0].evals,
                           train.ctx_len, train.batch_size, progress)
+        notes: dict[str, dict[str, str]] = {t.job.key: {} for t in trained}
+        for trainer in trained:
+            if absorption is None or trainer.job.absorption is None:
+                continue
+            values, reason = absorption.score(trainer.job, trainer.sae)
+            for per_eval in scores[trainer.job.key].values():
+                per_eval.update(values)
+            if reason:
+                notes[trainer.job.key] = {metric: reason for metric in ABSORPTION_METRICS}
     except KeyboardInterrupt:
         raise
     except Exception as exc:
@@ -102,5 +140,5 @@ def _run_group(lm, train, jobs: list[Job], reporter: JobReporter, checkpoint_roo
         path = save_sae(trainer.sae, job, checkpoint_root / job.job_id)
         reporter.job_finished(job, JobResult(
             metrics=scores[job.key], intervals=intervals[job.key], train_seconds=training.seconds,
-            tokens_per_second=training.tokens_per_second, checkpoint_path=str(path),
+            tokens_per_second=training.tokens_per_second, checkpoint_path=str(path), notes=notes[job.key],
         ))

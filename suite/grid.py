@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass, fields
 
-from suite.jobs import DatasetRef, EvalSettings, Job, ModelRef, SaeSettings, TrainSettings
+from suite.jobs import AbsorptionSettings, DatasetRef, EvalSettings, Job, ModelRef, SaeSettings, TrainSettings
 from suite.spec import DatasetSpec, Spec
 
 
@@ -55,12 +55,15 @@ def expand(spec: Spec) -> list[Job]:
     evals = tuple(
         EvalSettings(name, dataset_ref(section.dataset), section.tokens) for name, section in m.eval.items()
     )
+    section_values = m.absorption.model_dump()
+    absorption = AbsorptionSettings(**{k: v for k, v in section_values.items() if k != "enabled"}) \
+        if section_values.pop("enabled") else None
     jobs = []
     for model_name in m.grid.models:
         section = m.models[model_name]
         model = ModelRef(model_name, section.id, section.revision, section.dtype, section.trust_remote_code)
         for train, layer, sae in itertools.product(trains, m.grid.layers, saes):
-            jobs.append(Job(model, layer, train, sae, evals, m.train.log_every).with_key())
+            jobs.append(Job(model, layer, train, sae, evals, m.train.log_every, absorption).with_key())
     return jobs
 
 

@@ -4,8 +4,8 @@ Defaults, and where they come from:
 - `l0` in [20, 200]: the SAEBench README's recommended sparsity range.
 - `loss_recovered >= 0.60`, `dead_fraction <= 0.20`: the conventions of the reference report our
   users write by hand (../shared/seed-report.md); SAEBench documents no healthy range for them.
-- `absorption <= 0.35`: same source. The absorption eval is not built yet, so this default gate
-  is left out until it is, rather than faked.
+- `absorption <= 0.35`: same source. Where absorption cannot be scored (a small model whose
+  probes decode too few letters) the gate is "not applicable" with the reason, never a pass.
 Every spec can override or add thresholds in `[health]`.
 """
 
@@ -46,10 +46,8 @@ DEFAULT_THRESHOLDS: tuple[Threshold, ...] = (
     Threshold("loss_recovered", min=0.60),
     Threshold("l0", min=20, max=200),
     Threshold("dead_fraction", max=0.20),
+    Threshold("absorption", max=0.35),
 )
-
-# Listed so a spec may state it today; it becomes a default when the metric exists.
-PENDING_DEFAULT_THRESHOLDS: tuple[Threshold, ...] = (Threshold("absorption", max=0.35),)
 
 
 @dataclass(frozen=True)

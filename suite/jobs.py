@@ -68,6 +68,23 @@ class SaeSettings:
 
 
 @dataclass(frozen=True)
+class AbsorptionSettings:
+    """SAEBench first-letter absorption eval; defaults as SAEBench."""
+
+    icl_examples: int = 10
+    max_words: int = 0  # 0 = every single-token alphabetic word of the vocabulary
+    probe_epochs: int = 50
+    sparse_probe_epochs: int = 50
+    sparse_probe_l1: float = 0.01
+    f1_threshold: float = 0.6  # letters whose ground-truth probe F1 is at most this are left out
+    min_letters: int = 20  # fewer good letters than this: no number, a reason instead
+    f1_jump: float = 0.03
+    max_k: int = 10
+    batch_size: int = 32
+    seed: int = 42
+
+
+@dataclass(frozen=True)
 class EvalSettings:
     name: str
     dataset: DatasetRef
@@ -84,6 +101,7 @@ class Job:
     sae: SaeSettings
     evals: tuple[EvalSettings, ...]
     log_every: int = 10
+    absorption: AbsorptionSettings | None = None  # None: not scored
     key: str = field(default="", compare=False)
 
     def identity(self) -> dict[str, Any]:
@@ -95,11 +113,12 @@ class Job:
             "train": asdict(self.train),
             "sae": asdict(self.sae),
             "evals": sorted((asdict(e) for e in self.evals), key=lambda e: e["name"]),
+            "absorption": asdict(self.absorption) if self.absorption else None,
         }
 
     def with_key(self) -> "Job":
         digest = hashlib.sha256(json.dumps(self.identity(), sort_keys=True).encode()).hexdigest()
-        return Job(self.model, self.layer, self.train, self.sae, self.evals, self.log_every, digest)
+        return Job(self.model, self.layer, self.train, self.sae, self.evals, self.log_every, self.absorption, digest)
 
     @property
     def job_id(self) -> str:

@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass, field
 from statistics import mean
 
+from suite.gates import gate_label
 from suite.store import Store
 
 SIGNIFICANCE = "95% bootstrap intervals over eval sequences do not overlap"
@@ -50,9 +51,7 @@ class Gate:
     allowed_to_fail: bool
 
     def describe(self) -> str:
-        if self.op == "between":
-            return f"{self.metric} in [{self.low:g}, {self.high:g}]"
-        return f"{self.metric}{self.op}{self.low if self.op == '>=' else self.high:g}"
+        return gate_label(self.metric, self.op, self.low, self.high)
 
 
 @dataclass

@@ -78,9 +78,9 @@ def _health_cell(row: LayerRow) -> str:
 
 
 def _absorption_cell(row: LayerRow) -> str:
-    values = [c.get("absorption") for c in row.evals.values()]
-    shown = [num(v) for v in values if v is not None]
-    return " / ".join(shown) if shown else "n/a"
+    """Absorption does not depend on the eval dataset: one value (stored under each eval)."""
+    values = {num(v) for c in row.evals.values() if (v := c.get("absorption")) is not None}
+    return " / ".join(sorted(values)) if values else "n/a"
 
 
 def model_blocks(report: Report, model: ModelReport) -> list[Block]:
@@ -159,20 +159,19 @@ def report_blocks(report: Report, comparison: Comparison | None) -> list[Block]:
     generated = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     last = report.runs[-1] if report.runs else None
     thresholds = sorted({g.describe() for m in report.models.values() for r in m.rows for g in r.gates})
-    not_applicable = sorted({f"{g.metric}: {g.reason}" for m in report.models.values() for r in m.rows
-                             for g in r.not_applicable()})
+    not_applicable = sorted({f"{m.name} layer {r.layer}, {g.metric}: {g.reason}" for m in report.models.values()
+                             for r in m.rows for g in r.not_applicable()})
     blocks: list[Block] = [
         Heading(1, f"{title}: SAE health report"),
         Paragraph(f"Computed by sae-bench from `{report.db_path}` ({len(report.runs)} run(s), last "
                   f"{last['run_id'] if last else 'n/a'}); every number below is a stored value or an aggregate "
                   f"of the rows shown. Generated {generated}."),
         Paragraph("Health gates (per eval dataset): " + ("; ".join(thresholds) or "none") + "."
-                  + (" Not applicable: " + "; ".join(not_applicable) + "." if not_applicable else "")),
+                  + (" Not applicable (no number is stored, and the gate neither passes nor fails):"
+                     if not_applicable else "")),
     ]
-    if not any(c.get("absorption") is not None for m in report.models.values() for r in m.rows
-               for c in r.evals.values()):
-        blocks.append(Paragraph("Absorption is shown as n/a: this version of sae-bench does not compute it yet "
-                                "(the SAEBench first-letter absorption eval is pending), so no gate uses it."))
+    if not_applicable:
+        blocks.append(Bullets(not_applicable))
     for model in report.models.values():
         blocks += model_blocks(report, model)
     if comparison is not None:

@@ -123,6 +123,23 @@ class EvalSection(_Strict):
     tokens: PositiveInt
 
 
+class AbsorptionSection(_Strict):
+    """[absorption]: SAEBench's first-letter absorption eval (defaults as SAEBench)."""
+
+    enabled: bool = True
+    icl_examples: PositiveInt = 10
+    max_words: NonNegativeInt = 0
+    probe_epochs: PositiveInt = 50
+    sparse_probe_epochs: PositiveInt = 50
+    sparse_probe_l1: Annotated[float, Field(ge=0)] = 0.01
+    f1_threshold: Annotated[float, Field(ge=0, le=1)] = 0.6
+    min_letters: Annotated[int, Field(ge=1, le=26)] = 20
+    f1_jump: Annotated[float, Field(ge=0)] = 0.03
+    max_k: Annotated[int, Field(ge=1, le=100)] = 10
+    batch_size: PositiveInt = 32
+    seed: NonNegativeInt = 42
+
+
 class Bounds(_Strict):
     min: float | None = None
     max: float | None = None
@@ -168,6 +185,7 @@ class SpecModel(_Strict):
     train: TrainSection
     sae: SaeSection
     eval: dict[str, EvalSection] = Field(min_length=1)
+    absorption: AbsorptionSection = AbsorptionSection()
     health: HealthSection = HealthSection()
 
     @model_validator(mode="after")

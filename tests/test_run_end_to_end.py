@@ -15,7 +15,7 @@ from rich.console import Console
 
 from conftest import TINY_SPEC, write_spec
 from harness.checkpoint import load_sae
-from suite.catalog import METRIC_NAMES
+from suite.catalog import ABSORPTION_METRICS, METRIC_NAMES
 from suite.cli import build_parser, cmd_run
 from suite.store import Store
 
@@ -42,8 +42,12 @@ def test_run_stores_every_metric_for_every_job_and_eval(tiny_run):
     assert [(m, layer, e) for m, layer, e, _ in per_job_eval] == [
         (m, layer, e) for m in ("base", "finetune") for layer in (0, 1, 2) for e in ("pylib", "pyref")]
     for *_, metrics in per_job_eval:
-        assert set(metrics) == CORE
+        assert set(metrics) == CORE - set(ABSORPTION_METRICS)
     assert rows(db, "select count(*) from metrics where value is null or isnan(value)") == [(0,)]
+    # absorption has a recorded reason instead of a number, for every job and eval
+    notes = rows(db, "select metric, reason from metric_notes")
+    assert len(notes) == 6 * 2 * len(ABSORPTION_METRICS)
+    assert all("letters have a ground-truth probe F1" in reason for _, reason in notes)
 
 
 def test_token_means_carry_intervals_around_their_value(tiny_run):
@@ -75,10 +79,14 @@ def test_topk_l0_never_exceeds_k_and_model_learned(tiny_run):
 def test_health_view_agrees_with_gate_rows_and_thresholds(tiny_run):
     _, db, *_ = tiny_run
     gates = rows(db, "select metric, op, threshold_min, threshold_max, value, passed from gates")
-    assert len(gates) == 6 * 2 * 3  # three default gates per job and eval (absorption not built yet)
-    expected = {"loss_recovered": (">=", 0.6, None), "l0": ("between", 20, 200), "dead_fraction": ("<=", None, 0.2)}
+    assert len(gates) == 6 * 2 * 4  # four default gates per job and eval
+    expected = {"loss_recovered": (">=", 0.6, None), "l0": ("between", 20, 200), "dead_fraction": ("<=", None, 0.2),
+                "absorption": ("<=", None, 0.35)}
     for metric, op, lo, hi, value, passed in gates:
         assert (op, lo, hi) == expected[metric]
+        if metric == "absorption":  # the tiny model's probes decode no letter: n/a, never a pass
+            assert value is None and passed is None
+            continue
         assert passed == ((lo is None or value >= lo) and (hi is None or value <= hi))
     # the view's n/N equals an independent count of passed gate rows
     independent = dict(((j, e), n) for j, e, n in rows(
@@ -171,7 +179,7 @@ def test_killed_run_loses_nothing_and_resumes(tmp_path):
     assert len(done_before) >= 3
     # every job marked done has all its metrics: no half-written job
     assert rows(db, "select count(*) from (select job_id from metrics group by job_id "
-                    "having count(*) != ?)", [2 * len(CORE)]) == [(0,)]
+                    "having count(*) != ?)", [2 * (len(CORE) - len(ABSORPTION_METRICS))]) == [(0,)]
     code, out = run_cli(spec)
     assert code == 0 and f"skipping {len(done_before)} job(s)" in out
     assert rows(db, "select count(*) from jobs where status = 'done'") == [(6,)]
