@@ -7,3 +7,4 @@ SAE_BENCH=${SAE_BENCH:-.venv/bin/sae-bench}
 rm -f results/demo-report.duckdb
 "$SAE_BENCH" run specs/demo.toml --db results/demo-report.duckdb
 "$SAE_BENCH" report results/demo-report.duckdb --compare base finetune --format markdown -o docs/demo-report.md
+"$(dirname "$SAE_BENCH")/python" docs/make_tui_screenshot.py results/demo-report.duckdb docs/tui-compare.svg

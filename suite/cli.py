@@ -238,13 +238,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("db", help="results DuckDB file")
     p.add_argument("query", help='e.g. "select * from health"')
     p.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    p = sub.add_parser("tui", help="browse runs, layers, jobs and comparisons in the terminal")
+    p.add_argument("db", nargs="?", help="results DuckDB file (default: the one under results/, or pick)")
     p = sub.add_parser("export", help="write every table and view to Parquet")
     p.add_argument("db", help="results DuckDB file")
     p.add_argument("--parquet", required=True, metavar="DIR", help="output directory")
     return parser
 
 
-COMMANDS = {"validate": cmd_validate, "plan": cmd_plan, "run": cmd_run, "report": cmd_report,
+def cmd_tui(args: argparse.Namespace, console: Console) -> int:
+    from tui.app import run_tui
+
+    return run_tui(args.db)
+
+
+COMMANDS = {"tui": cmd_tui, "validate": cmd_validate, "plan": cmd_plan, "run": cmd_run, "report": cmd_report,
             "gate": cmd_gate, "sql": cmd_sql, "export": cmd_export}
 
 

@@ -12,6 +12,8 @@ import getpass
 import json
 import platform
 import random
+import shutil
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -153,27 +155,58 @@ def _now() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
+def _is_lock_error(exc: Exception) -> bool:
+    return "lock" in str(exc).lower()
+
+
 class Store:
-    def __init__(self, path: str | Path):
+    """`lock_wait`: how long to wait for another process's lock. `snapshot_on_lock` (readers such
+    as the TUI): after that wait, read a private copy of the file instead of failing, and set
+    `last_read_was_snapshot`, so a process that holds the file for long cannot freeze a reader."""
+
+    def __init__(self, path: str | Path, lock_wait: float = LOCK_WAIT_SECONDS, snapshot_on_lock: bool = False):
         self.path = Path(path)
+        self.lock_wait = lock_wait
+        self.snapshot_on_lock = snapshot_on_lock
+        self.last_read_was_snapshot = False
 
     # ------------------------------------------------------------------ connections
 
     @contextmanager
     def _connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
-        deadline = time.monotonic() + LOCK_WAIT_SECONDS
+        deadline = time.monotonic() + self.lock_wait
+        snapshot_dir = None
         while True:
             try:
                 con = duckdb.connect(str(self.path), read_only=read_only)
                 break
             except duckdb.IOException as exc:
-                if "lock" not in str(exc).lower() or time.monotonic() > deadline:
+                if not _is_lock_error(exc):
                     raise
+                if time.monotonic() > deadline:
+                    if not (read_only and self.snapshot_on_lock):
+                        raise
+                    snapshot_dir, con = self._snapshot()
+                    break
                 time.sleep(0.05 + random.random() * 0.2)
+        if read_only:
+            self.last_read_was_snapshot = snapshot_dir is not None
         try:
             yield con
         finally:
             con.close()
+            if snapshot_dir is not None:
+                shutil.rmtree(snapshot_dir, ignore_errors=True)
+
+    def _snapshot(self) -> tuple[Path, duckdb.DuckDBPyConnection]:
+        """Copy the file (and its WAL) aside and open the copy: what the writer had committed."""
+        directory = Path(tempfile.mkdtemp(prefix="sae-bench-snapshot-"))
+        copy = directory / self.path.name
+        shutil.copy2(self.path, copy)
+        wal = self.path.with_name(self.path.name + ".wal")
+        if wal.exists():
+            shutil.copy2(wal, copy.with_name(copy.name + ".wal"))
+        return directory, duckdb.connect(str(copy))
 
     @contextmanager
     def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
