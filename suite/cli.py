@@ -23,6 +23,11 @@ EXIT_BAD_SPEC = 2
 EXIT_INTERRUPTED = 130
 
 
+def _print_spec_errors(exc: SpecError, console: Console) -> None:
+    for problem in exc.problems:
+        console.print(f"[red]error[/red] {exc.path}: {problem}", highlight=False, soft_wrap=True)
+
+
 def _load_validated(path: str, console: Console) -> tuple[Spec, list] | None:
     from suite.runner import validated_jobs
 
@@ -30,8 +35,7 @@ def _load_validated(path: str, console: Console) -> tuple[Spec, list] | None:
         spec = load_spec(path)
         return spec, validated_jobs(spec)
     except SpecError as exc:
-        for problem in exc.problems:
-            console.print(f"[red]error[/red] {exc.path}: {problem}", highlight=False, soft_wrap=True)
+        _print_spec_errors(exc, console)
         return None
 
 
@@ -82,8 +86,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
         spec = load_spec(args.spec)
         outcome = run_spec(spec, args.db, args.device, console)
     except SpecError as exc:
-        for problem in exc.problems:
-            console.print(f"[red]error[/red] {exc.path}: {problem}", highlight=False, soft_wrap=True)
+        _print_spec_errors(exc, console)
         return EXIT_BAD_SPEC
     except StoreError as exc:
         console.print(f"[red]error[/red] {exc}", highlight=False)
@@ -167,6 +170,8 @@ def cmd_gate(args: argparse.Namespace, console: Console) -> int:
 def cmd_sql(args: argparse.Namespace, console: Console) -> int:
     import duckdb
 
+    from suite.report import sql_cell
+
     db = _existing_db(args.db, console)
     if db is None:
         return EXIT_BAD_SPEC
@@ -189,7 +194,7 @@ def cmd_sql(args: argparse.Namespace, console: Console) -> int:
         for name in names:
             table.add_column(name, overflow="fold")
         for row in rows:
-            table.add_row(*("NULL" if v is None else f"{v:.6g}" if isinstance(v, float) else str(v) for v in row))
+            table.add_row(*(sql_cell(v) for v in row))
         console.print(table)
         console.print(f"[dim]{len(rows)} row(s)[/dim]")
     return 0

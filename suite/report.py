@@ -315,6 +315,13 @@ def compare(report: Report, a_name: str, b_name: str) -> Comparison:
 # ------------------------------------------------------------------ number formats shared by renderers
 
 
+def sql_cell(value: object) -> str:
+    """A query result value as shown by `sae-bench sql` and the TUI's SQL console."""
+    if value is None:
+        return "NULL"
+    return f"{value:.6g}" if isinstance(value, float) else str(value)
+
+
 def pct(value: float | None) -> str:
     return "n/a" if value is None else f"{100 * value:.2f}%"
 

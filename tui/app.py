@@ -26,6 +26,7 @@ from suite.report import (
     num,
     pct,
     points,
+    sql_cell,
 )
 from suite.store import Store, StoreError
 
@@ -368,8 +369,7 @@ class SqlScreen(SaeScreen):
         if rows:
             table.add_columns(*rows[0])
             for row in rows:
-                table.add_row(*("NULL" if v is None else f"{v:.6g}" if isinstance(v, float) else str(v)
-                                for v in row.values()))
+                table.add_row(*(sql_cell(v) for v in row.values()))
 
 
 class MessageScreen(Screen):
