@@ -51,10 +51,10 @@ def evaluate(lm: LoadedModel, saes: dict[str, tuple[int, TopKSae]], evals: tuple
                     zero_logits = lm.model(input_ids=ids, use_cache=False).logits
                 ce_zero, kl_zero = token_ce(zero_logits, ids), token_kl(clean_logp, zero_logits)
                 del zero_logits
+                x = acts[layer][keep].float()  # once per layer, shared by its SAEs
                 for key, (sae_layer, sae) in saes.items():
                     if sae_layer != layer:
                         continue
-                    x = acts[layer][keep].float()
                     latents, _ = sae.encode(x)
                     x_hat = sae.decode(latents)
                     recon[key].add(x, x_hat, latents, sequence)

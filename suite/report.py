@@ -322,12 +322,16 @@ def sql_cell(value: object) -> str:
     return f"{value:.6g}" if isinstance(value, float) else str(value)
 
 
+def _missing(value: float | None) -> bool:
+    return value is None or math.isnan(value)
+
+
 def pct(value: float | None) -> str:
-    return "n/a" if value is None else f"{100 * value:.2f}%"
+    return "n/a" if _missing(value) else f"{100 * value:.2f}%"
 
 
 def num(value: float | None, digits: int = 3) -> str:
-    return "n/a" if value is None else f"{value:.{digits}f}"
+    return "n/a" if _missing(value) else f"{value:.{digits}f}"
 
 
 def signed(value: float, digits: int = 3) -> str:

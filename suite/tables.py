@@ -3,10 +3,9 @@ so what is printed is exactly what a SQL query over the file returns."""
 
 from __future__ import annotations
 
-import math
-
 from rich.table import Table
 
+from suite.report import num, pct
 from suite.store import Store
 
 _ROWS_SQL = """
@@ -19,14 +18,6 @@ left join health h on h.job_id = j.job_id and h.eval_name = s.eval_name
 where j.job_id in (select unnest(?))
 order by j.model, j.layer, j.k, j.latents, j.lr, s.eval_name
 """
-
-
-def _pct(value: float | None) -> str:
-    return "n/a" if value is None or math.isnan(value) else f"{100 * value:.2f}%"
-
-
-def _num(value: float | None, digits: int = 3) -> str:
-    return "n/a" if value is None or math.isnan(value) else f"{value:.{digits}f}"
 
 
 def _health(row: dict) -> str:
@@ -63,7 +54,7 @@ def model_tables(store: Store, job_ids: list[str]) -> list[Table]:
                                   "", "", "", "", "")
             continue
         tables[model].add_row(
-            str(row["layer"]), *sae, row["eval_name"], _pct(row["loss_recovered"]), _num(row["kl_score"]),
-            _num(row["l0"], 2), _pct(row["dead_fraction"]), _num(row["explained_variance"]), _health(row),
+            str(row["layer"]), *sae, row["eval_name"], pct(row["loss_recovered"]), num(row["kl_score"]),
+            num(row["l0"], 2), pct(row["dead_fraction"]), num(row["explained_variance"]), _health(row),
         )
     return list(tables.values())
