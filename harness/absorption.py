@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from harness.models import LoadedModel
-from harness.sae import TopKSae
+from harness.saes import SparseAutoencoder
 from suite.jobs import AbsorptionSettings
 
 LETTERS = "abcdefghijklmnopqrstuvwxyz"
@@ -276,12 +276,12 @@ def ground_truth_probe(words: WordActivations, layer: int, settings: AbsorptionS
     return GroundTruth(weight, bias, f1, good)
 
 
-def main_latents(sae: TopKSae, words: WordActivations, layer: int, settings: AbsorptionSettings,
+def main_latents(sae: SparseAutoencoder, words: WordActivations, layer: int, settings: AbsorptionSettings,
                  letters: list[int]) -> dict[int, list[int]]:
     """Step 4: per letter, the top-k latents of an L1 probe, k grown while test F1 jumps > f1_jump."""
     x, y = words.acts[layer].to(sae.W_dec.device), words.labels
     with torch.no_grad():
-        latents = sae.encode(x)[0].cpu()
+        latents = sae.encode(x).cpu()
     train, test = words.train, ~words.train
     l1_weight, _ = train_multi_probe(latents[train], y[train], settings.sparse_probe_epochs, settings.seed,
                                      l1=settings.sparse_probe_l1)
@@ -314,7 +314,7 @@ def main_latents(sae: TopKSae, words: WordActivations, layer: int, settings: Abs
 # ------------------------------------------------------------------ per SAE
 
 
-def absorption_metrics(sae: TopKSae, words: WordActivations, truth: GroundTruth, layer: int,
+def absorption_metrics(sae: SparseAutoencoder, words: WordActivations, truth: GroundTruth, layer: int,
                        settings: AbsorptionSettings) -> tuple[dict[str, float], str | None]:
     """(metrics, None) or ({}, reason it cannot be scored)."""
     if len(truth.good_letters) < settings.min_letters:
@@ -328,7 +328,7 @@ def absorption_metrics(sae: TopKSae, words: WordActivations, truth: GroundTruth,
     probe_scores = x @ truth.weight.T + truth.bias
     device = sae.W_dec.device
     with torch.no_grad():
-        latents = sae.encode(x.to(device))[0].cpu()
+        latents = sae.encode(x.to(device)).cpu()
     decoder = sae.W_dec.detach().cpu()
     per_letter = []
     for letter in truth.good_letters:

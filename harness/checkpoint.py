@@ -12,11 +12,11 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from harness.sae import TopKSae
+from harness.saes import SparseAutoencoder, build_sae
 from suite.jobs import Job, SaeSettings
 
 
-def save_sae(sae: TopKSae, job: Job, directory: Path) -> Path:
+def save_sae(sae: SparseAutoencoder, job: Job, directory: Path) -> Path:
     """Write atomically into `directory` (replaced if present); returns it."""
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".ckpt-", dir=directory.parent))
@@ -31,9 +31,9 @@ def save_sae(sae: TopKSae, job: Job, directory: Path) -> Path:
     return directory
 
 
-def load_sae(directory: str | Path, device: str | torch.device = "cpu") -> TopKSae:
+def load_sae(directory: str | Path, device: str | torch.device = "cpu") -> SparseAutoencoder:
     directory = Path(directory)
     config = json.loads((directory / "config.json").read_text())
-    sae = TopKSae(config["d_model"], SaeSettings(**config["sae"]))
+    sae = build_sae(config["d_model"], SaeSettings(**config["sae"]))
     sae.load_state_dict(load_file(directory / "sae.safetensors"))
     return sae.to(device)

@@ -14,7 +14,7 @@ from rich.progress import Progress
 from harness.activations import capture, patched
 from harness.metrics import DownstreamStats, ReconstructionStats, token_ce, token_kl
 from harness.models import LoadedModel
-from harness.sae import TopKSae
+from harness.saes import SparseAutoencoder
 from harness.tokens import DatasetLoadError, iter_windows, special_mask
 from suite.jobs import EvalSettings
 
@@ -23,7 +23,7 @@ Intervals = dict[str, dict[str, tuple[float, float]]]  # eval name -> metric -> 
 
 
 @torch.no_grad()
-def evaluate(lm: LoadedModel, saes: dict[str, tuple[int, TopKSae]], evals: tuple[EvalSettings, ...],
+def evaluate(lm: LoadedModel, saes: dict[str, tuple[int, SparseAutoencoder]], evals: tuple[EvalSettings, ...],
              ctx_len: int, batch_size: int, progress: Progress | None = None
              ) -> tuple[dict[str, Scores], dict[str, Intervals]]:
     """`saes` maps a job key to (layer, SAE); returns job key -> eval name -> metrics, and the
@@ -55,7 +55,7 @@ def evaluate(lm: LoadedModel, saes: dict[str, tuple[int, TopKSae]], evals: tuple
                 for key, (sae_layer, sae) in saes.items():
                     if sae_layer != layer:
                         continue
-                    latents, _ = sae.encode(x)
+                    latents = sae.encode(x)
                     x_hat = sae.decode(latents)
                     recon[key].add(x, x_hat, latents, sequence)
                     replacement = acts[layer].clone()

@@ -16,7 +16,7 @@ from rich.progress import Progress
 
 from harness.activations import ShuffleBuffer, capture
 from harness.models import LoadedModel
-from harness.sae import TopKSae
+from harness.saes import SparseAutoencoder, StepContext, build_sae
 from harness.tokens import iter_windows, special_mask
 from suite.jobs import Job, JobReporter, TrainLogRow, TrainSettings
 
@@ -26,9 +26,10 @@ LOG_FLUSH_ROWS = 20  # train_log rows per store write: bounded loss on a crash, 
 @dataclass
 class SaeTrainer:
     job: Job
-    sae: TopKSae
+    sae: SparseAutoencoder
     optimizer: torch.optim.Optimizer
     since_fired: torch.Tensor
+    total_steps: int = 1
     step: int = 0
     tokens: int = 0
     failure: str | None = None
@@ -37,10 +38,11 @@ class SaeTrainer:
     @classmethod
     def create(cls, job: Job, d_model: int, device: torch.device) -> "SaeTrainer":
         generator = torch.Generator().manual_seed(job.train.seed)
-        sae = TopKSae(d_model, job.sae, generator).to(device)
+        sae = build_sae(d_model, job.sae, generator).to(device)
         optimizer = torch.optim.Adam(sae.parameters(), lr=job.train.lr)
         since_fired = torch.zeros(job.sae.latents, dtype=torch.long, device=device)
-        return cls(job, sae, optimizer, since_fired)
+        total_steps = max(1, -(-job.train.tokens // job.train.batch_tokens))
+        return cls(job, sae, optimizer, since_fired, total_steps)
 
     def lr_scale(self) -> float:
         warmup = self.job.train.lr_warmup_steps
@@ -51,17 +53,17 @@ class SaeTrainer:
             return
         x = x.float()
         if self.step == 0:
-            self.sae.init_b_dec(x)
+            self.sae.init_from_batch(x)
         dead = self.since_fired >= self.job.sae.dead_tokens
-        out = self.sae.loss(x, dead)
-        loss = out.fvu + self.job.sae.aux_coef * out.auxk_loss
+        out = self.sae.training_loss(x, StepContext(self.step, self.total_steps, dead))
+        loss = out.loss
         for group in self.optimizer.param_groups:
             group["lr"] = self.job.train.lr * self.lr_scale()
         loss.backward()
-        self.sae.remove_parallel_grad()
+        self.sae.before_optimizer_step()
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
-        self.sae.normalize_decoder()
+        self.sae.after_optimizer_step()
         with torch.no_grad():
             fired = (out.latents != 0).any(0)
             self.since_fired += x.shape[0]

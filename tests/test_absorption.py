@@ -19,7 +19,7 @@ from harness.absorption import (
     is_full_absorption,
     letter_absorption,
 )
-from harness.sae import TopKSae
+from harness.saes import TopKSae
 from suite.jobs import AbsorptionSettings, SaeSettings
 
 # ------------------------------------------------------------------ step 5 rules, by hand
@@ -128,7 +128,7 @@ def _planted(absorbing: bool):
             sae.W_enc[j, j] = 1.0
             sae.W_dec[j, j] = 1.0
         if absorbing:
-            sae.W_enc[0, 26] = -4.0  # e26 silences 'a''s main latent...
+            sae.W_enc[26, 0] = -4.0  # e26 silences 'a''s main latent...
             sae.W_enc[26, 26] = 3.0  # ...and wakes the absorber
             sae.W_dec[26, 0] = sae.W_dec[26, 26] = 1 / math.sqrt(2)
         else:

@@ -8,13 +8,13 @@ import torch
 
 from harness.evaluate import evaluate
 from harness.models import load_model
-from harness.sae import TopKSae
+from harness.saes import TopKSae
 from suite.jobs import DatasetRef, EvalSettings, ModelRef, SaeSettings
 
 
 class IdentitySae(TopKSae):
     def encode(self, x):
-        return x.clone(), x
+        return x.clone()
 
     def decode(self, latents):
         return latents
