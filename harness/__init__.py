@@ -1,0 +1,1 @@
+"""sae-bench harness: the engine (models, tokens, activations, SAEs, training, evaluation)."""

@@ -1,0 +1,1 @@
+"""sae-bench suite: the declarative side (specs, grid, store, reports, gates, CLI)."""
