@@ -345,3 +345,58 @@ def absorption_metrics(sae: SparseAutoencoder, words: WordActivations, truth: Gr
         "absorption_split_features": float(np.mean([n for *_, n in per_letter])),
         "absorption_letters": float(len(per_letter)),
     }, None
+
+
+# ------------------------------------------------------------------ the engine's interface
+
+
+@dataclass
+class LetterResult:
+    letter: str
+    probe_f1: float
+    scored: bool
+    words: int
+    mean_absorption: float | None
+    full_absorption: float | None
+    split_features: int | None
+
+
+@dataclass
+class AbsorptionOutcome:
+    metrics: dict[str, float]
+    reason: str | None
+    letters: list[LetterResult]
+
+
+class AbsorptionEval:
+    """One per loaded model: word activations once for all its layers, one ground-truth probe per
+    layer, any number of SAEs scored."""
+
+    def __init__(self, lm: LoadedModel, layers: list[int], settings: AbsorptionSettings, progress=None):
+        self.lm, self.layers, self.settings, self.progress = lm, layers, settings, progress
+        self._words: WordActivations | None = None
+        self._truth: dict[int, GroundTruth] = {}
+
+    def _ground_truth(self, layer: int) -> GroundTruth | str:
+        if self._words is None:
+            self._words = collect_word_activations(self.lm, self.layers, self.settings, self.progress)
+        if len(self._words.words) < 26 * 2:
+            return (f"only {len(self._words.words)} single-token alphabetic words tokenize as the first-letter "
+                    f"template expects ({self._words.dropped} did not): too few to train letter probes")
+        if layer not in self._truth:
+            self._truth[layer] = ground_truth_probe(self._words, layer, self.settings)
+        return self._truth[layer]
+
+    def not_applicable(self, layer: int) -> str | None:
+        truth = self._ground_truth(layer)
+        return truth if isinstance(truth, str) else None
+
+    def score(self, sae: SparseAutoencoder, layer: int) -> AbsorptionOutcome:
+        truth = self._ground_truth(layer)
+        if isinstance(truth, str):
+            return AbsorptionOutcome({}, truth, [])
+        assert self._words is not None
+        metrics, reason = absorption_metrics(sae, self._words, truth, layer, self.settings)
+        letters = [LetterResult(letter, float(truth.f1[i]), i in truth.good_letters, 0, None, None, None)
+                   for i, letter in enumerate(LETTERS)]
+        return AbsorptionOutcome(metrics, reason, letters)

@@ -1,7 +1,15 @@
-"""SAE checkpoints: `sae.safetensors` (weights) and `config.json` (settings and provenance)."""
+"""SAE checkpoints written by sae-bench, and the layout of earlier versions.
+
+Current layout: a SAELens directory (`cfg.json` + `sae_weights.safetensors`, parameters in
+SAELens's orientation) whose config also carries sae-bench's identity under `metadata.sae_bench`,
+so the SAE can be loaded by SAELens as it is and re-imported here with its key.
+Schema-2 layout (sae-bench 0.1): `config.json` + `sae.safetensors` with `W_enc [latents, d]`;
+still read, so migrated results files keep their SAEs.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -15,25 +23,75 @@ from safetensors.torch import load_file, save_file
 from harness.saes import SparseAutoencoder, build_sae
 from suite.jobs import Job, SaeSettings
 
+WEIGHTS, CONFIG = "sae_weights.safetensors", "cfg.json"
+LEGACY_WEIGHTS, LEGACY_CONFIG = "sae.safetensors", "config.json"
 
-def save_sae(sae: SparseAutoencoder, job: Job, directory: Path) -> Path:
+
+class CheckpointError(RuntimeError):
+    pass
+
+
+def save_sae(sae: SparseAutoencoder, job: Job, directory: Path, hook_name: str) -> Path:
     """Write atomically into `directory` (replaced if present); returns it."""
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".ckpt-", dir=directory.parent))
-    tensors = {name: p.detach().float().cpu().contiguous() for name, p in sae.named_parameters()}
-    save_file(tensors, tmp / "sae.safetensors")
-    config = {"d_model": sae.d_model, "sae": asdict(sae.settings), "layer": job.layer,
-              "job_key": job.key, "job": job.identity()}
-    (tmp / "config.json").write_text(json.dumps(config, indent=2, default=str))
-    if directory.exists():
-        shutil.rmtree(directory)
-    os.replace(tmp, directory)
+    try:
+        tensors = {name: p.detach().float().cpu().contiguous() for name, p in sae.state_dict().items()}
+        save_file(tensors, tmp / WEIGHTS)
+        config = {
+            "architecture": sae.arch,
+            "d_in": sae.d_in,
+            "d_sae": sae.d_sae,
+            "dtype": "float32",
+            "device": "cpu",
+            "apply_b_dec_to_input": True,
+            "normalize_activations": "none",
+            **sae.inference_config(),
+            "metadata": {
+                "hook_name": hook_name,
+                "model_name": job.sae.model.id,
+                "sae_bench": {"sae_id": job.sae_id, "sae_key": job.key, "settings": asdict(sae.settings),
+                              "identity": job.sae.identity()},
+            },
+        }
+        (tmp / CONFIG).write_text(json.dumps(config, indent=2, default=str))
+        if directory.exists():
+            shutil.rmtree(directory)
+        os.replace(tmp, directory)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     return directory
 
 
 def load_sae(directory: str | Path, device: str | torch.device = "cpu") -> SparseAutoencoder:
+    """An SAE saved by any sae-bench version."""
     directory = Path(directory)
-    config = json.loads((directory / "config.json").read_text())
-    sae = build_sae(config["d_model"], SaeSettings(**config["sae"]))
-    sae.load_state_dict(load_file(directory / "sae.safetensors"))
+    if (directory / CONFIG).is_file() and (directory / WEIGHTS).is_file():
+        config = json.loads((directory / CONFIG).read_text())
+        identity = config.get("metadata", {}).get("sae_bench", {})
+        if "settings" not in identity:
+            raise CheckpointError(f"{directory} is a SAELens directory without sae-bench settings: import it with "
+                                  f"source = \"saelens:{directory}\"")
+        sae = build_sae(config["d_in"], SaeSettings(**identity["settings"]))
+        sae.load_state_dict(load_file(directory / WEIGHTS))
+    elif (directory / LEGACY_CONFIG).is_file() and (directory / LEGACY_WEIGHTS).is_file():
+        config = json.loads((directory / LEGACY_CONFIG).read_text())
+        sae = build_sae(config["d_model"], SaeSettings(**config["sae"]))
+        tensors = load_file(directory / LEGACY_WEIGHTS)
+        tensors["W_enc"] = tensors["W_enc"].T.contiguous()  # schema 2 kept the encoder as [latents, d]
+        sae.load_state_dict(tensors)
+    else:
+        raise CheckpointError(f"no SAE checkpoint at {directory} (expected {CONFIG} and {WEIGHTS})")
     return sae.to(device)
+
+
+def files_sha256(directory: str | Path) -> str:
+    """sha256 over a checkpoint's files (names and bytes, in name order)."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in Path(directory).iterdir() if p.is_file()):
+        digest.update(path.name.encode())
+        with open(path, "rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+    return digest.hexdigest()

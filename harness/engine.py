@@ -1,9 +1,11 @@
 """The engine's entry point: jobs in, results out through a reporter.
 
-Each model is loaded once; its jobs are grouped by training stream, trained together, scored
-together, checkpointed, and reported one by one. A failure is confined to the jobs it touches:
-a model that does not load fails its jobs, a bad layer fails that job, a diverged SAE fails
-alone, and an error during a group's training or scoring fails that group.
+Each model is loaded once. Its SAEs to train are grouped by training stream and trained together
+from shared forward passes, then checkpointed and reported ready; SAEs trained earlier are loaded
+from their checkpoints and imported ones from their directories. Then every SAE is scored on the
+evals it lacks: each dataset eval once for all SAEs of the model that need it, absorption per SAE.
+A failure is confined to what it touches: a model that does not load fails its jobs, a missing
+layer or hook fails that SAE, a diverged SAE fails alone, a failing eval fails that eval's scores.
 """
 
 from __future__ import annotations
@@ -17,37 +19,15 @@ import torch
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from harness.absorption import GroundTruth, WordActivations, absorption_metrics, collect_word_activations, \
-    ground_truth_probe
-from harness.checkpoint import save_sae
-from harness.evaluate import evaluate
-from harness.models import load_model, pick_device
+from harness.absorption import AbsorptionEval
+from harness.activations import HookSite, hook_name, site_module
+from harness.checkpoint import files_sha256, load_sae, save_sae
+from harness.evals.core import score_core
+from harness.models import LoadedModel, load_model, pick_device
+from harness.saes import SparseAutoencoder
 from harness.train import train_group
 from suite.catalog import ABSORPTION_METRICS
-from suite.jobs import AbsorptionSettings, Job, JobReporter, JobResult
-
-
-class AbsorptionCache:
-    """First-letter word activations (one collection per model, all its layers at once) and
-    ground-truth probes (one per layer), shared by every SAE of the model."""
-
-    def __init__(self, lm, layers: list[int], progress: Progress):
-        self.lm, self.layers, self.progress = lm, layers, progress
-        self.words: dict[AbsorptionSettings, WordActivations] = {}
-        self.truth: dict[tuple[AbsorptionSettings, int], GroundTruth] = {}
-
-    def score(self, job: Job, sae) -> tuple[dict[str, float], str | None]:
-        settings = job.absorption
-        assert settings is not None
-        if settings not in self.words:
-            self.words[settings] = collect_word_activations(self.lm, self.layers, settings, self.progress)
-        words = self.words[settings]
-        if len(words.words) < 26 * 2:
-            return {}, (f"only {len(words.words)} single-token alphabetic words tokenize as the first-letter "
-                        f"template expects ({words.dropped} did not): too few to train letter probes")
-        if (settings, job.layer) not in self.truth:
-            self.truth[settings, job.layer] = ground_truth_probe(words, job.layer, settings)
-        return absorption_metrics(sae, words, self.truth[settings, job.layer], job.layer, settings)
+from suite.jobs import EvalSettings, Job, JobReporter, LetterRow, ModelRef, ScoreResult, ScoreTask, TrainResult
 
 
 def _progress(console: Console | None) -> Progress:
@@ -58,17 +38,25 @@ def _progress(console: Console | None) -> Progress:
     )
 
 
-def _error_text(exc: BaseException) -> str:
+def error_text(exc: BaseException) -> str:
     if isinstance(exc, torch.cuda.OutOfMemoryError):
-        return ("out of GPU memory: lower train.batch_size or the number of layers/SAEs per model "
+        return ("out of GPU memory: lower train.batch_size, the eval batch_size, or the number of SAEs per model "
                 f"({str(exc).splitlines()[0]})")
     return f"{type(exc).__name__}: {exc}"
 
 
-def _by_model(jobs: Iterable[Job]) -> dict:
-    grouped: dict = {}
+def _detail(exc: BaseException) -> str:
+    """One line for the user, then the innermost frames for a bug report."""
+    text = error_text(exc)
+    if not isinstance(exc, (torch.cuda.OutOfMemoryError, OSError)):
+        text += "\n" + traceback.format_exc(limit=-3)
+    return text
+
+
+def _by_model(jobs: Iterable[Job]) -> dict[ModelRef, list[Job]]:
+    grouped: dict[ModelRef, list[Job]] = {}
     for job in jobs:
-        grouped.setdefault(job.model, {}).setdefault(job.train, []).append(job)
+        grouped.setdefault(job.model, []).append(job)
     return grouped
 
 
@@ -76,69 +64,161 @@ def run_jobs(jobs: list[Job], reporter: JobReporter, checkpoint_root: Path, devi
              console: Console | None = None) -> None:
     torch_device = pick_device(device)
     with _progress(console) as progress:
-        for model_ref, streams in _by_model(jobs).items():
-            model_jobs = [job for group in streams.values() for job in group]
+        for model_ref, model_jobs in _by_model(jobs).items():
             try:
                 lm = load_model(model_ref, torch_device, progress)
             except Exception as exc:  # every job of this model fails with the same reason
                 for job in model_jobs:
-                    reporter.job_failed(job, _error_text(exc))
+                    _fail_job(reporter, job, error_text(exc))
                 continue
-            absorption_layers = sorted({job.layer for job in model_jobs if job.absorption
-                                        and job.layer < len(lm.layers)})
-            cache = AbsorptionCache(lm, absorption_layers, progress) if absorption_layers else None
-            for train, group in streams.items():
-                runnable = []
-                for job in group:
-                    if job.layer >= len(lm.layers):
-                        reporter.job_failed(job, f"layer {job.layer} does not exist: {model_ref.id} has "
-                                                 f"{len(lm.layers)} layers (0..{len(lm.layers) - 1})")
-                    else:
-                        runnable.append(job)
-                if runnable:
-                    _run_group(lm, train, runnable, reporter, checkpoint_root, progress, cache)
+            ModelRun(lm, reporter, checkpoint_root, progress).run(model_jobs)
             del lm
             gc.collect()
             if torch_device.type == "cuda":
                 torch.cuda.empty_cache()
 
 
-def _run_group(lm, train, jobs: list[Job], reporter: JobReporter, checkpoint_root: Path,
-               progress: Progress, absorption: AbsorptionCache | None) -> None:
-    for job in jobs:
-        reporter.job_started(job)
-    try:
-        training = train_group(lm, train, jobs, reporter, progress)
-        trained = [t for t in training.trainers if not t.failure]
-        for trainer in training.trainers:
-            if trainer.failure:
-                reporter.job_failed(trainer.job, trainer.failure)
-        if not trained:
-            return
-        scores, intervals = evaluate(lm, {t.job.key: (t.job.layer, t.sae) for t in trained}, jobs[0].evals,
-                          train.ctx_len, train.batch_size, progress)
-        notes: dict[str, dict[str, str]] = {t.job.key: {} for t in trained}
-        for trainer in trained:
-            if absorption is None or trainer.job.absorption is None:
-                continue
-            values, reason = absorption.score(trainer.job, trainer.sae)
-            for per_eval in scores[trainer.job.key].values():
-                per_eval.update(values)
-            if reason:
-                notes[trainer.job.key] = {metric: reason for metric in ABSORPTION_METRICS}
-    except KeyboardInterrupt:
-        raise
-    except Exception as exc:
-        detail = _error_text(exc)
-        if not isinstance(exc, (torch.cuda.OutOfMemoryError, OSError)):
-            detail += "\n" + traceback.format_exc(limit=-3)
+def _fail_job(reporter: JobReporter, job: Job, error: str) -> None:
+    """The SAE fails where it was to be made here; otherwise (it exists) its missing scores do."""
+    if job.train or (job.sae.source is not None and job.checkpoint is None):
+        reporter.sae_failed(job, error)
+    else:
+        for task in job.scores:
+            reporter.score_failed(job, task, error)
+
+
+class ModelRun:
+    """Everything one loaded model does: train, load, score."""
+
+    def __init__(self, lm: LoadedModel, reporter: JobReporter, checkpoint_root: Path, progress: Progress):
+        self.lm, self.reporter, self.checkpoint_root, self.progress = lm, reporter, checkpoint_root, progress
+        self.saes: dict[str, SparseAutoencoder] = {}  # sae key -> weights ready to score
+
+    def run(self, jobs: list[Job]) -> None:
+        runnable = [job for job in jobs if self._site_exists(job)]
+        self._train([job for job in runnable if job.train])
+        for job in runnable:
+            if not job.train:
+                self._load(job)
+        ready = [job for job in runnable if job.key in self.saes]
+        self._score_datasets(ready)
+        self._score_absorption(ready)
+
+    def _site_exists(self, job: Job) -> bool:
+        depth = len(self.lm.layers)
+        try:
+            if job.layer >= depth:
+                raise ValueError(f"layer {job.layer} does not exist: {self.lm.ref.id} has {depth} layers "
+                                 f"(0..{depth - 1})")
+            site_module(self.lm, HookSite(job.layer, job.sae.hook))
+        except Exception as exc:
+            _fail_job(self.reporter, job, str(exc))
+            return False
+        return True
+
+    # ------------------------------------------------------------------ weights
+
+    def _train(self, jobs: list[Job]) -> None:
+        streams: dict = {}
         for job in jobs:
-            reporter.job_failed(job, detail)
-        return
-    for trainer in trained:
-        job = trainer.job
-        path = save_sae(trainer.sae, job, checkpoint_root / job.job_id)
-        reporter.job_finished(job, JobResult(
-            metrics=scores[job.key], intervals=intervals[job.key], train_seconds=training.seconds,
-            tokens_per_second=training.tokens_per_second, checkpoint_path=str(path), notes=notes[job.key],
-        ))
+            streams.setdefault(job.sae.train, []).append(job)
+        for train, group in streams.items():
+            for job in group:
+                self.reporter.sae_started(job)
+            try:
+                training = train_group(self.lm, train, group, self.reporter, self.progress)
+            except Exception as exc:
+                for job in group:
+                    self.reporter.sae_failed(job, _detail(exc))
+                continue
+            for trainer in training.trainers:
+                job = trainer.job
+                if trainer.failure:
+                    self.reporter.sae_failed(job, trainer.failure)
+                    continue
+                name = hook_name(self.lm, HookSite(job.layer, job.sae.hook))
+                try:
+                    path = save_sae(trainer.sae, job, self.checkpoint_root / job.sae_id, name)
+                except Exception as exc:
+                    self.reporter.sae_failed(job, f"cannot write the checkpoint: {error_text(exc)}")
+                    continue
+                self.reporter.sae_ready(job, TrainResult(
+                    checkpoint_path=str(path), d_model=self.lm.d_model, train_seconds=training.seconds,
+                    tokens_per_second=training.tokens_per_second, weights_sha256=files_sha256(path),
+                    model_sha=self.lm.weights_sha(), train_fingerprint=training.fingerprint,
+                    device_name=self.lm.device_name, hook_name=name))
+                self.saes[job.key] = trainer.sae
+
+    def _load(self, job: Job) -> None:
+        try:
+            if job.sae.source is not None:
+                from harness.formats import import_sae
+
+                first_time = job.checkpoint is None
+                if first_time:
+                    self.reporter.sae_started(job)
+                sae, checkpoint = import_sae(job.sae.source, self.lm.device)
+                if sae.d_in != self.lm.d_model:
+                    raise ValueError(f"the SAE reads {sae.d_in}-dimensional activations but {self.lm.ref.id} has "
+                                     f"d_model {self.lm.d_model}")
+                if first_time:
+                    settings = sae.settings
+                    self.reporter.sae_ready(job, TrainResult(
+                        checkpoint_path=checkpoint, d_model=sae.d_in, weights_sha256=job.sae.source.sha256,
+                        model_sha=self.lm.weights_sha(), device_name=self.lm.device_name,
+                        hook_name=hook_name(self.lm, HookSite(job.layer, job.sae.hook)), arch=sae.arch,
+                        k=settings.k if "k" in settings.identity() else None, latents=sae.d_sae))
+            else:
+                assert job.checkpoint is not None
+                sae = load_sae(job.checkpoint, self.lm.device)
+        except Exception as exc:
+            _fail_job(self.reporter, job, f"cannot load the SAE: {error_text(exc)}")
+            return
+        self.saes[job.key] = sae
+
+    # ------------------------------------------------------------------ scores
+
+    def _score_datasets(self, jobs: list[Job]) -> None:
+        evals: dict[EvalSettings, list[Job]] = {}
+        for job in jobs:
+            for task in job.scores:
+                if task.kind == "core":
+                    assert isinstance(task.settings, EvalSettings)
+                    evals.setdefault(task.settings, []).append(job)
+        for settings, needing in evals.items():
+            task = ScoreTask("core", settings)
+            saes = {job.key: (HookSite(job.layer, job.sae.hook), self.saes[job.key]) for job in needing}
+            try:
+                results = score_core(self.lm, saes, settings, self.progress)
+            except Exception as exc:
+                for job in needing:
+                    self.reporter.score_failed(job, task, _detail(exc))
+                continue
+            for job in needing:
+                self.reporter.score_finished(job, task, results[job.key])
+
+    def _score_absorption(self, jobs: list[Job]) -> None:
+        needing = [(job, task) for job in jobs for task in job.scores if task.kind == "absorption"]
+        if not needing:
+            return
+        layers = sorted({job.layer for job, _ in needing if job.sae.hook == "resid_post"})
+        evals: dict = {}
+        for job, task in needing:
+            try:
+                result = self._absorption(job, task, layers, evals)
+            except Exception as exc:
+                self.reporter.score_failed(job, task, _detail(exc))
+                continue
+            self.reporter.score_finished(job, task, result)
+
+    def _absorption(self, job: Job, task: ScoreTask, layers: list[int], evals: dict) -> ScoreResult:
+        if job.sae.hook != "resid_post":
+            reason = "the first-letter absorption eval reads the residual stream; this SAE reads " + job.sae.hook
+            return ScoreResult({}, notes={m: reason for m in ABSORPTION_METRICS})
+        if task.settings not in evals:
+            evals[task.settings] = AbsorptionEval(self.lm, layers, task.settings, self.progress)
+        outcome = evals[task.settings].score(self.saes[job.key], job.layer)
+        notes = {m: outcome.reason for m in ABSORPTION_METRICS} if outcome.reason else {}
+        letters = [LetterRow(r.letter, r.probe_f1, r.scored, r.words, r.mean_absorption, r.full_absorption,
+                             r.split_features) for r in outcome.letters]
+        return ScoreResult(outcome.metrics, notes=notes, letters=letters, device_name=self.lm.device_name)

@@ -71,6 +71,8 @@ class LoadedModel:
     layers: torch.nn.ModuleList
     device: torch.device
     dtype: torch.dtype
+    source: str = ""  # what from_pretrained was given
+    _sha: str | None = None
 
     @property
     def d_model(self) -> int:
@@ -78,8 +80,24 @@ class LoadedModel:
 
     @property
     def special_ids(self) -> torch.Tensor:
-        ids = sorted(set(self.tokenizer.all_special_ids))
+        """BOS, EOS and PAD: SAEBench's `ignore_tokens` (evals/core/main.py), excluded from SAE
+        training and from the masked metrics. Other special tokens (e.g. chat markers) are text."""
+        tok = self.tokenizer
+        ids = sorted({i for i in (tok.bos_token_id, tok.eos_token_id, tok.pad_token_id) if i is not None})
         return torch.tensor(ids, dtype=torch.long, device=self.device)
+
+    @property
+    def device_name(self) -> str:
+        return torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else self.device.type
+
+    def weights_sha(self) -> str:
+        """The model's hub commit when it came from the hub, else a sha256 of its weights (built-in
+        and local models), computed once per load."""
+        if self._sha is None:
+            commit = getattr(self.model.config, "_commit_hash", None)
+            self._sha = f"commit:{commit}" if commit and not Path(self.source).exists() else \
+                f"sha256:{weights_sha256(self.model)}"
+        return self._sha
 
 
 def decoder_layers(model: torch.nn.Module) -> torch.nn.ModuleList:
@@ -116,4 +134,17 @@ def load_model(ref: ModelRef, device: torch.device, progress: Progress | None = 
     model.requires_grad_(False)
     if tokenizer.eos_token_id is None and tokenizer.bos_token_id is None:
         raise ModelLoadError(f"tokenizer of {ref.id!r} has neither BOS nor EOS: cannot pack documents")
-    return LoadedModel(ref, model, tokenizer, decoder_layers(model), device, dtype)
+    return LoadedModel(ref, model, tokenizer, decoder_layers(model), device, dtype, source)
+
+
+def weights_sha256(model: torch.nn.Module) -> str:
+    """sha256 over the state dict in name order (names, dtypes, shapes and bytes): equal for
+    equal weights whatever the file layout they were loaded from."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        data = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}:{data.dtype}:{tuple(data.shape)}".encode())
+        digest.update(data.reshape(-1).view(torch.uint8).numpy().tobytes() if data.numel() else b"")
+    return digest.hexdigest()

@@ -1,12 +1,14 @@
 """Training: every SAE of a (model, training stream) group learns from the same forward passes.
 
-One pass through the model captures all requested layers (stopping after the deepest), the
-activations of non-special positions go through one shuffle buffer, and each SAE takes an Adam
-step on each shuffled batch. A SAE whose loss turns non-finite stops; the others go on.
+One pass through the model captures all requested hook sites (stopping after the last one), the
+activations of non-special positions (BOS/EOS/PAD) go through one shuffle buffer, and each SAE
+takes an Adam step on each shuffled batch. A step whose loss or weights turn non-finite fails
+that SAE with the step it happened at; the others go on.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
 from dataclasses import dataclass, field
@@ -14,13 +16,17 @@ from dataclasses import dataclass, field
 import torch
 from rich.progress import Progress
 
-from harness.activations import ShuffleBuffer, capture
+from harness.activations import HookSite, ShuffleBuffer, capture
 from harness.models import LoadedModel
 from harness.saes import SparseAutoencoder, StepContext, build_sae
 from harness.tokens import iter_windows, special_mask
 from suite.jobs import Job, JobReporter, TrainLogRow, TrainSettings
 
-LOG_FLUSH_ROWS = 20  # train_log rows per store write: bounded loss on a crash, few writes
+LOG_FLUSH_SECONDS = 5.0  # train_log rows reach the store this often (live curves in the TUI)
+
+
+def site_of(job: Job) -> HookSite:
+    return HookSite(job.sae.layer, job.sae.hook)
 
 
 @dataclass
@@ -33,19 +39,28 @@ class SaeTrainer:
     step: int = 0
     tokens: int = 0
     failure: str | None = None
+    first_bad: torch.Tensor | None = None  # on device: (step, loss) of the first non-finite loss, step -1 if none
     pending_log: list[TrainLogRow] = field(default_factory=list)
 
     @classmethod
     def create(cls, job: Job, d_model: int, device: torch.device) -> "SaeTrainer":
-        generator = torch.Generator().manual_seed(job.train.seed)
-        sae = build_sae(d_model, job.sae, generator).to(device)
-        optimizer = torch.optim.Adam(sae.parameters(), lr=job.train.lr)
-        since_fired = torch.zeros(job.sae.latents, dtype=torch.long, device=device)
-        total_steps = max(1, -(-job.train.tokens // job.train.batch_tokens))
-        return cls(job, sae, optimizer, since_fired, total_steps)
+        train, settings = job.sae.train, job.sae.sae
+        assert train is not None and settings is not None
+        generator = torch.Generator().manual_seed(train.seed)
+        sae = build_sae(d_model, settings, generator).to(device)
+        optimizer = torch.optim.Adam(sae.parameters(), lr=train.lr)
+        since_fired = torch.zeros(settings.latents, dtype=torch.long, device=device)
+        total_steps = max(1, -(-train.tokens // train.batch_tokens))
+        first_bad = torch.tensor([-1.0, 0.0], device=device)
+        return cls(job, sae, optimizer, since_fired, total_steps, first_bad=first_bad)
+
+    @property
+    def train(self) -> TrainSettings:
+        assert self.job.sae.train is not None
+        return self.job.sae.train
 
     def lr_scale(self) -> float:
-        warmup = self.job.train.lr_warmup_steps
+        warmup = self.train.lr_warmup_steps
         return min(1.0, (self.step + 1) / warmup) if warmup else 1.0
 
     def train_step(self, x: torch.Tensor) -> None:
@@ -54,40 +69,56 @@ class SaeTrainer:
         x = x.float()
         if self.step == 0:
             self.sae.init_from_batch(x)
-        dead = self.since_fired >= self.job.sae.dead_tokens
+        dead = self.since_fired >= self.job.sae.sae.dead_tokens
         out = self.sae.training_loss(x, StepContext(self.step, self.total_steps, dead))
-        loss = out.loss
         for group in self.optimizer.param_groups:
-            group["lr"] = self.job.train.lr * self.lr_scale()
-        loss.backward()
+            group["lr"] = self.train.lr * self.lr_scale()
+        out.loss.backward()
         self.sae.before_optimizer_step()
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.sae.after_optimizer_step()
         with torch.no_grad():
+            self._track_non_finite(out.loss.detach())
             fired = (out.latents != 0).any(0)
             self.since_fired += x.shape[0]
             self.since_fired[fired] = 0
         self.step += 1
         self.tokens += x.shape[0]
         if self.step % self.job.log_every == 0 or self.step == 1:
-            self._log(loss, out, dead)
+            self._log(out, dead)
 
-    def _log(self, loss: torch.Tensor, out, dead: torch.Tensor) -> None:
-        value = float(loss.detach())  # one device sync per logged step, also our NaN check
-        if not math.isfinite(value):
-            self.failure = (
-                f"training diverged: loss is {value} at step {self.step} ({self.tokens} tokens); "
-                f"try a lower lr than {self.job.train.lr:g} or lr_warmup_steps"
-            )
+    def _track_non_finite(self, loss: torch.Tensor) -> None:
+        """Record the first non-finite loss on the device: no host sync on the hot path."""
+        assert self.first_bad is not None
+        newly = (~torch.isfinite(loss)) & (self.first_bad[0] < 0)
+        self.first_bad.copy_(torch.where(newly, torch.stack([torch.tensor(float(self.step), device=loss.device),
+                                                              loss.float()]), self.first_bad))
+
+    def check_finite(self) -> bool:
+        """Fail this SAE if a step's loss or any weight went non-finite (one host sync)."""
+        if self.failure:
+            return False
+        assert self.first_bad is not None
+        step, loss = self.first_bad.tolist()
+        weights_ok = all(bool(torch.isfinite(p).all()) for p in self.sae.parameters())
+        if step >= 0 or not weights_ok:
+            where = f"at step {int(step) + 1} (loss={loss})" if step >= 0 else f"by step {self.step} (weights not finite)"
+            self.failure = (f"diverged {where}, after {self.tokens:,} tokens: try a lower lr than "
+                            f"{self.train.lr:g} or lr_warmup_steps")
+            self.pending_log = [r for r in self.pending_log if step < 0 or r.step <= step]
+        return self.failure is None
+
+    def _log(self, out, dead: torch.Tensor) -> None:
+        if not self.check_finite():
             return
         self.pending_log.append(TrainLogRow(
-            step=self.step, tokens=self.tokens, loss=value, fvu=float(out.fvu.detach()),
+            step=self.step, tokens=self.tokens, loss=float(out.loss.detach()), fvu=float(out.fvu.detach()),
             l0=float((out.latents != 0).sum(-1).float().mean()), dead_fraction=float(dead.float().mean()),
         ))
 
-    def flush(self, reporter: JobReporter, force: bool = False) -> None:
-        if self.pending_log and (force or len(self.pending_log) >= LOG_FLUSH_ROWS):
+    def flush(self, reporter: JobReporter) -> None:
+        if self.pending_log:
             reporter.train_log(self.job, self.pending_log)
             self.pending_log = []
 
@@ -97,6 +128,7 @@ class GroupTraining:
     trainers: list[SaeTrainer]
     seconds: float
     tokens: int
+    fingerprint: str  # sha256 of the token windows the group consumed
 
     @property
     def tokens_per_second(self) -> float:
@@ -105,24 +137,30 @@ class GroupTraining:
 
 def train_group(lm: LoadedModel, train: TrainSettings, jobs: list[Job], reporter: JobReporter,
                 progress: Progress | None = None) -> GroupTraining:
-    layers = sorted({job.layer for job in jobs})
+    sites = sorted({site_of(job) for job in jobs})
     trainers = [SaeTrainer.create(job, lm.d_model, lm.device) for job in jobs]
-    by_layer = {layer: [t for t in trainers if t.job.layer == layer] for layer in layers}
+    by_site = {site: [t for t in trainers if site_of(t.job) == site] for site in sites}
     buffer = ShuffleBuffer(train.buffer_batches * train.batch_tokens, train.batch_tokens,
                            torch.Generator().manual_seed(train.seed))
     special = lm.special_ids
-    label = f"training {len(jobs)} SAE(s) on {lm.ref.name}, layers {','.join(map(str, layers))}"
+    layers = ",".join(sorted({str(s.layer) for s in sites}, key=int))
+    label = f"training {len(jobs)} SAE(s) on {lm.ref.name or lm.ref.id}, layers {layers}"
     task = progress.add_task(label, total=train.tokens) if progress else None
+    fingerprint = hashlib.sha256()
     consumed = 0
+    last_flush = time.monotonic()
     start = time.perf_counter()
 
-    def step_all(batch: dict[int, torch.Tensor]) -> bool:
-        nonlocal consumed
+    def step_all(batch: dict) -> bool:
+        nonlocal consumed, last_flush
         take = min(next(iter(batch.values())).shape[0], train.tokens - consumed)
-        for layer, layer_trainers in by_layer.items():
-            for trainer in layer_trainers:
-                trainer.train_step(batch[layer][:take])
+        for site, site_trainers in by_site.items():
+            for trainer in site_trainers:
+                trainer.train_step(batch[site][:take])
+        if time.monotonic() - last_flush > LOG_FLUSH_SECONDS:
+            for trainer in trainers:
                 trainer.flush(reporter)
+            last_flush = time.monotonic()
         consumed += take
         if progress is not None:
             progress.update(task, completed=consumed)
@@ -130,17 +168,23 @@ def train_group(lm: LoadedModel, train: TrainSettings, jobs: list[Job], reporter
 
     done = False
     windows = iter_windows(train.dataset, lm.tokenizer, train.ctx_len, train.batch_size, repeat=True)
-    for input_ids in windows:
-        acts, _ = capture(lm, input_ids, layers)
-        keep = ~special_mask(input_ids.to(lm.device), special)
-        for batch in buffer.add({layer: acts[layer][keep] for layer in layers}):
-            if done := step_all(batch):
+    try:
+        for input_ids in windows:
+            fingerprint.update(input_ids.numpy().astype("int64").tobytes())
+            acts, _ = capture(lm, input_ids, sites)
+            keep = ~special_mask(input_ids.to(lm.device), special)
+            for batch in buffer.add({site: acts[site][keep] for site in sites}):
+                if done := step_all(batch):
+                    break
+            if done or all(t.failure for t in trainers):
                 break
-        if done or all(t.failure for t in trainers):
-            break
-    windows.close()
+    finally:
+        windows.close()
     for trainer in trainers:
-        trainer.flush(reporter, force=True)
+        trainer.check_finite()
+        if not trainer.failure:
+            trainer.sae.finalize()
+        trainer.flush(reporter)
     if lm.device.type == "cuda":
         torch.cuda.synchronize()
-    return GroupTraining(trainers, time.perf_counter() - start, consumed)
+    return GroupTraining(trainers, time.perf_counter() - start, consumed, fingerprint.hexdigest())

@@ -1,5 +1,5 @@
-"""Stored gate verdicts as named checks: one per (job, eval, gate), plus one per job without
-results. `sae-bench gate` and the pytest plugin both read them from here, so they agree."""
+"""Stored gate verdicts as named checks: one per (SAE, eval, gate), plus one per SAE or score
+without results. `sae-bench gate` and the pytest plugin both read them from here, so they agree."""
 
 from __future__ import annotations
 
@@ -30,37 +30,48 @@ class GateCheck:
     name: str  # suite::model::layerN::eval::gate
     outcome: str  # pass | fail | xfail | skip
     message: str
-    job_id: str
+    sae_id: str
 
 
 def load_checks(db_path: str | Path) -> list[GateCheck]:
     store = Store(Path(db_path))
     store.check_schema()
-    jobs = store.query_dicts("select job_id, suite, model, model_id, layer, arch, k, latents, lr, status, error "
-                             "from jobs order by suite, model, layer, k, latents, lr, job_id")
-    base = {j["job_id"]: f"{j['suite']}::{j['model']}::layer{j['layer']}" for j in jobs}
+    saes = store.query_dicts("select sae_id, suite, model, layer, hook, status, error from saes "
+                             "order by suite, model, layer, hook, k, latents, lr, sae_id")
+    hook = {s["sae_id"]: "" if s["hook"] == "resid_post" else f"::{s['hook']}" for s in saes}
+    base = {s["sae_id"]: f"{s['suite']}::{s['model']}::layer{s['layer']}{hook[s['sae_id']]}" for s in saes}
     repeats = Counter(base.values())
-    prefix = {job_id: name + (f"::{job_id}" if repeats[name] > 1 else "") for job_id, name in base.items()}
-    gates = store.query_dicts("select * from gates order by eval_name, metric")
+    prefix = {sae_id: name + (f"::{sae_id}" if repeats[name] > 1 else "") for sae_id, name in base.items()}
+    gates = store.query_dicts("select g.*, c.sae_id, c.eval_name from gates g join current_scores c using (score_id) "
+                              "order by c.eval_name, g.metric")
+    failed_scores = store.query_dicts(
+        "select s.sae_id, s.eval_name, s.error from scores s where s.status = 'failed' and not exists "
+        "(select 1 from current_scores c where c.sae_id = s.sae_id and c.eval_name = s.eval_name) order by 1, 2")
     checks = []
-    for job in jobs:
-        if job["status"] != "done":
-            error = (job["error"] or "").splitlines()[0] if job["error"] else "no error recorded"
-            checks.append(GateCheck(f"{prefix[job['job_id']]}::job", FAIL,
-                                    f"job {job['job_id']} is {job['status']}: {error}", job["job_id"]))
+    for sae in saes:
+        if sae["status"] != "done":
+            error = (sae["error"] or "").splitlines()[0] if sae["error"] else "no error recorded"
+            checks.append(GateCheck(f"{prefix[sae['sae_id']]}::sae", FAIL,
+                                    f"SAE {sae['sae_id']} is {sae['status']}: {error}", sae["sae_id"]))
+    for failed in failed_scores:
+        if failed["sae_id"] in prefix:
+            error = (failed["error"] or "").splitlines()[0] if failed["error"] else "no error recorded"
+            checks.append(GateCheck(f"{prefix[failed['sae_id']]}::{failed['eval_name']}::score", FAIL,
+                                    f"SAE {failed['sae_id']} was not scored on {failed['eval_name']}: {error}",
+                                    failed["sae_id"]))
     for g in gates:
-        if g["job_id"] not in prefix:
+        if g["sae_id"] not in prefix:
             continue
         label = gate_label(g["metric"], g["op"], g["threshold_min"], g["threshold_max"])
-        name = f"{prefix[g['job_id']]}::{g['eval_name']}::{label}"
+        name = f"{prefix[g['sae_id']]}::{g['eval_name']}::{label}"
         if g["passed"] is None:
-            checks.append(GateCheck(name, SKIP, f"not applicable: {g['reason']}", g["job_id"]))
+            checks.append(GateCheck(name, SKIP, f"not applicable: {g['reason']}", g["sae_id"]))
             continue
         verdict = f"{g['metric']} = {g['value']:.4g}, gate {label}"
         if g["passed"]:
-            checks.append(GateCheck(name, PASS, verdict, g["job_id"]))
+            checks.append(GateCheck(name, PASS, verdict, g["sae_id"]))
         elif g["allowed_to_fail"]:
-            checks.append(GateCheck(name, XFAIL, f"{verdict} failed (allowed to fail by the spec)", g["job_id"]))
+            checks.append(GateCheck(name, XFAIL, f"{verdict} failed (allowed to fail by the spec)", g["sae_id"]))
         else:
-            checks.append(GateCheck(name, FAIL, f"{verdict} failed (job {g['job_id']})", g["job_id"]))
+            checks.append(GateCheck(name, FAIL, f"{verdict} failed (SAE {g['sae_id']})", g["sae_id"]))
     return checks

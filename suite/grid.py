@@ -1,11 +1,22 @@
-"""Grid expansion: a validated spec becomes the list of jobs (one SAE each), keyed by settings."""
+"""Grid expansion: a validated spec becomes the SAEs it declares (trained or imported) and the
+score tasks every SAE gets, in a stable order."""
 
 from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, fields
 
-from suite.jobs import AbsorptionSettings, DatasetRef, EvalSettings, Job, ModelRef, SaeSettings, TrainSettings
+from suite.jobs import (
+    AbsorptionSettings,
+    DatasetRef,
+    EvalSettings,
+    ImportSource,
+    ModelRef,
+    SaeRef,
+    SaeSettings,
+    ScoreTask,
+    TrainSettings,
+)
 from suite.spec import DatasetSpec, Spec
 
 
@@ -43,33 +54,57 @@ class _TrainAxes:
     buffer_batches: list[int]
 
 
-def expand(spec: Spec) -> list[Job]:
-    """All jobs of the spec in a stable order: model, then training stream, then layer, then SAE."""
+def model_refs(spec: Spec) -> dict[str, ModelRef]:
+    return {name: ModelRef(s.id, s.revision, s.dtype, s.trust_remote_code, name=name)
+            for name, s in spec.model.models.items()}
+
+
+@dataclass(frozen=True)
+class DeclaredSae:
+    """An SAE of the spec: its identity (an import's digest still unresolved) and its name."""
+
+    ref: SaeRef
+    label: str = ""  # [saes.NAME] for imports
+
+
+def trained_saes(spec: Spec) -> list[DeclaredSae]:
+    """The grid: model, then training stream, then hook point, then layer, then SAE settings."""
     m = spec.model
+    if m.grid is None or m.train is None or m.sae is None:
+        return []
     train_axes = _TrainAxes(
         dataset=[dataset_ref(d) for d in m.train.dataset],
         **{f.name: getattr(m.train, f.name) for f in fields(_TrainAxes) if f.name != "dataset"},
     )
     trains = _product(train_axes, TrainSettings)
     saes = _product(m.sae, SaeSettings)
-    evals = tuple(
-        EvalSettings(name, dataset_ref(section.dataset), section.tokens) for name, section in m.eval.items()
-    )
-    section_values = m.absorption.model_dump()
-    absorption = AbsorptionSettings(**{k: v for k, v in section_values.items() if k != "enabled"}) \
-        if section_values.pop("enabled") else None
-    jobs = []
-    for model_name in m.grid.models:
-        section = m.models[model_name]
-        model = ModelRef(model_name, section.id, section.revision, section.dtype, section.trust_remote_code)
-        for train, layer, sae in itertools.product(trains, m.grid.layers, saes):
-            jobs.append(Job(model, layer, train, sae, evals, m.train.log_every, absorption).with_key())
-    return jobs
+    models = model_refs(spec)
+    return [DeclaredSae(SaeRef(models[name], hook, layer, train=train, sae=sae))
+            for name in m.grid.models
+            for train, hook, layer, sae in itertools.product(trains, m.grid.hook, m.grid.layers, saes)]
 
 
-def groups(jobs: list[Job]) -> dict[tuple[ModelRef, TrainSettings], list[Job]]:
-    """Jobs that share a model and training stream, trained together from one forward pass."""
-    grouped: dict[tuple[ModelRef, TrainSettings], list[Job]] = {}
-    for job in jobs:
-        grouped.setdefault(job.group_key, []).append(job)
-    return grouped
+def imported_saes(spec: Spec) -> list[DeclaredSae]:
+    models = model_refs(spec)
+    declared = []
+    for name, section in spec.model.saes.items():
+        fmt, _, location = section.source.partition(":")
+        declared.append(DeclaredSae(SaeRef(models[section.model], section.hook, section.layer,
+                                           source=ImportSource(fmt, location)), label=name))
+    return declared
+
+
+def absorption_settings(spec: Spec) -> AbsorptionSettings | None:
+    values = spec.model.absorption.model_dump()
+    return AbsorptionSettings(**{k: v for k, v in values.items() if k != "enabled"}) if values["enabled"] else None
+
+
+def score_tasks(spec: Spec) -> tuple[ScoreTask, ...]:
+    """Every eval each SAE is scored on: the dataset evals in spec order, then absorption."""
+    tasks = [ScoreTask("core", EvalSettings(name, dataset_ref(s.dataset), s.tokens, s.sparsity_tokens, s.ctx_len,
+                                            s.batch_size))
+             for name, s in spec.model.eval.items()]
+    absorption = absorption_settings(spec)
+    if absorption is not None:
+        tasks.append(ScoreTask("absorption", absorption))
+    return tuple(tasks)

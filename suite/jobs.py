@@ -2,17 +2,34 @@
 
 They carry no TOML, DuckDB or torch, so the engine and the declarative side agree on a contract
 without knowing each other.
+
+Two identities matter (design.md, "SAEs, scores and resume"):
+- an **SAE** is keyed by what determines its weights: model id, revision and dtype, hook point,
+  layer, training data and settings, SAE settings and seed, or, for an imported SAE, the digest
+  of its files; never a display alias and never an eval;
+- a **score** is keyed by its SAE, the eval's settings (not its display name) and the version of
+  the metric code that produced it.
+So adding an eval scores existing SAEs only, and renaming an alias re-runs nothing.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
-from typing import Any, Protocol
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Literal, Protocol
 
-# Bump when the meaning of a stored number changes, so old results are not silently reused.
-JOB_KEY_VERSION = 1
+# Bump when what determines an SAE's weights is hashed differently.
+SAE_KEY_VERSION = 2
+# Bump one of these when the meaning of a stored number of that eval changes: its scores are
+# recomputed on the next run, its SAEs are not retrained.
+METRIC_VERSIONS = {"core": "core-2", "absorption": "absorption-2"}
+HOOKS = ("resid_post", "mlp_out", "attn_out")
+ABSORPTION_EVAL = "absorption"  # the eval name absorption scores are stored under
+
+
+def digest(identity: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -34,11 +51,15 @@ class DatasetRef:
 
 @dataclass(frozen=True)
 class ModelRef:
-    name: str  # the spec's alias, e.g. "base"
     id: str  # hub id, local path, or builtin:<name>
     revision: str | None = None
     dtype: str = "auto"  # auto = bf16 on GPU, fp32 on CPU
     trust_remote_code: bool = False
+    # The spec's alias, e.g. "base": a display label, never part of an identity or equality.
+    name: str = field(default="", compare=False)
+
+    def identity(self) -> dict[str, Any]:
+        return {"id": self.id, "revision": self.revision, "dtype": self.dtype}
 
 
 @dataclass(frozen=True)
@@ -57,6 +78,12 @@ class TrainSettings:
         return self.batch_size * self.ctx_len
 
 
+# Settings each architecture reads besides `arch` and `latents`; only these enter an SAE's key.
+ARCH_FIELDS: dict[str, tuple[str, ...]] = {
+    "topk": ("k", "aux_k", "aux_coef", "dead_tokens"),
+}
+
+
 @dataclass(frozen=True)
 class SaeSettings:
     arch: str = "topk"
@@ -64,7 +91,11 @@ class SaeSettings:
     latents: int = 4096
     aux_k: int = 0  # 0 = d_model // 2 (sparsify's default)
     aux_coef: float = 1 / 32
-    dead_tokens: int = 10_000_000  # a latent silent this many tokens counts as dead for AuxK
+    dead_tokens: int = 10_000_000  # a latent silent this many tokens counts as dead (AuxK, logs)
+
+    def identity(self) -> dict[str, Any]:
+        used = ("arch", "latents", *ARCH_FIELDS.get(self.arch, tuple(f.name for f in fields(self))))
+        return {name: getattr(self, name) for name in used}
 
 
 @dataclass(frozen=True)
@@ -86,54 +117,139 @@ class AbsorptionSettings:
 
 @dataclass(frozen=True)
 class EvalSettings:
+    """A dataset eval ([eval.NAME]): SAEBench's core metrics on its token stream.
+
+    CE/KL use the first `tokens` tokens (whole batches of `batch_size` windows of `ctx_len`);
+    sparsity, feature density and reconstruction metrics the first `sparsity_tokens`, as
+    SAEBench's reconstruction and sparsity/variance batches (both read from the stream's start).
+    """
+
     name: str
     dataset: DatasetRef
-    tokens: int
+    tokens: int = 409_600  # SAEBench's recommended 200 batches x 16 prompts x 128 tokens
+    sparsity_tokens: int = 4_096_000  # SAEBench's 2,000 batches: sees a latent firing once per 100k tokens
+    ctx_len: int = 128
+    batch_size: int = 16
+
+    @property
+    def batch_tokens(self) -> int:
+        return self.batch_size * self.ctx_len
+
+    def batches(self, tokens: int) -> int:
+        return max(1, -(-tokens // self.batch_tokens))
+
+
+@dataclass(frozen=True)
+class ScoreTask:
+    """One eval to run on an SAE: a dataset eval (kind "core") or absorption."""
+
+    kind: Literal["core", "absorption"]
+    settings: EvalSettings | AbsorptionSettings
+
+    @property
+    def name(self) -> str:
+        return self.settings.name if isinstance(self.settings, EvalSettings) else ABSORPTION_EVAL
+
+    def identity(self) -> dict[str, Any]:
+        settings = asdict(self.settings)
+        settings.pop("name", None)  # a display label
+        return {"kind": self.kind, "settings": settings, "metric_version": METRIC_VERSIONS[self.kind]}
+
+    def key(self, sae_key: str) -> str:
+        return digest({"sae": sae_key, "eval": self.identity()})
+
+    @property
+    def dataset_label(self) -> str | None:
+        return self.settings.dataset.label() if isinstance(self.settings, EvalSettings) else None
+
+
+@dataclass(frozen=True)
+class ImportSource:
+    """An SAE trained elsewhere: `format` is saelens | sparsify | sae-bench, `location` a local
+    directory or a hub `repo[/path]`, `sha256` the digest of its files (set once resolved)."""
+
+    format: str
+    location: str
+    sha256: str = ""
+
+    def label(self) -> str:
+        return f"{self.format}:{self.location}"
+
+
+@dataclass(frozen=True)
+class SaeRef:
+    """What determines an SAE's weights, hence its key."""
+
+    model: ModelRef
+    hook: str
+    layer: int
+    train: TrainSettings | None = None  # trained here
+    sae: SaeSettings | None = None
+    source: ImportSource | None = None  # or imported
+
+    def identity(self) -> dict[str, Any]:
+        base = {"version": SAE_KEY_VERSION, "model": self.model.identity(), "hook": self.hook, "layer": self.layer}
+        if self.source is not None:
+            return {**base, "import": {"format": self.source.format, "sha256": self.source.sha256}}
+        assert self.train is not None and self.sae is not None
+        return {**base, "train": asdict(self.train), "sae": self.sae.identity()}
+
+    @property
+    def key(self) -> str:
+        return digest(self.identity())
+
+    @property
+    def sae_id(self) -> str:
+        return self.key[:12]
+
+    @property
+    def trained_here(self) -> bool:
+        return self.source is None
+
+    def describe(self) -> str:
+        where = f"{self.model.name or self.model.id} layer {self.layer}" + (
+            f" {self.hook}" if self.hook != "resid_post" else "")
+        if self.source is not None:
+            return f"{where} imported {self.source.label()}"
+        assert self.sae is not None and self.train is not None
+        k = f" k={self.sae.k}" if "k" in ARCH_FIELDS.get(self.sae.arch, ()) else ""
+        return f"{where} {self.sae.arch}{k} latents={self.sae.latents} lr={self.train.lr:g}"
 
 
 @dataclass(frozen=True)
 class Job:
-    """One SAE: a model, a layer, a training stream and SAE settings, scored on the evals."""
+    """One SAE for the harness: train it (or load/import it), then run the score tasks it lacks."""
 
-    model: ModelRef
-    layer: int
-    train: TrainSettings
-    sae: SaeSettings
-    evals: tuple[EvalSettings, ...]
+    sae: SaeRef
+    train: bool  # False: the weights exist (`checkpoint`) or are imported (`sae.source`)
+    scores: tuple[ScoreTask, ...]
+    checkpoint: str | None = None  # where existing weights are
     log_every: int = 10
-    absorption: AbsorptionSettings | None = None  # None: not scored
-    key: str = field(default="", compare=False)
-
-    def identity(self) -> dict[str, Any]:
-        """Everything that determines the stored numbers (not logging cadence)."""
-        return {
-            "version": JOB_KEY_VERSION,
-            "model": asdict(self.model),
-            "layer": self.layer,
-            "train": asdict(self.train),
-            "sae": asdict(self.sae),
-            "evals": sorted((asdict(e) for e in self.evals), key=lambda e: e["name"]),
-            "absorption": asdict(self.absorption) if self.absorption else None,
-        }
-
-    def with_key(self) -> "Job":
-        digest = hashlib.sha256(json.dumps(self.identity(), sort_keys=True).encode()).hexdigest()
-        return Job(self.model, self.layer, self.train, self.sae, self.evals, self.log_every, self.absorption, digest)
+    label: str = field(default="", compare=False)  # the SAE's name in the spec, for imported SAEs
 
     @property
-    def job_id(self) -> str:
-        return self.key[:12]
+    def key(self) -> str:
+        return self.sae.key
 
     @property
-    def group_key(self) -> tuple[ModelRef, TrainSettings]:
-        """Jobs with the same model and training stream share one forward pass."""
-        return (self.model, self.train)
+    def sae_id(self) -> str:
+        return self.sae.sae_id
+
+    @property
+    def model(self) -> ModelRef:
+        return self.sae.model
+
+    @property
+    def layer(self) -> int:
+        return self.sae.layer
+
+    @property
+    def group_key(self) -> tuple[ModelRef, TrainSettings | None]:
+        """SAEs trained on the same model and stream share one forward pass."""
+        return (self.sae.model, self.sae.train if self.train else None)
 
     def describe(self) -> str:
-        return (
-            f"{self.model.name} layer {self.layer} {self.sae.arch} k={self.sae.k} "
-            f"latents={self.sae.latents} lr={self.train.lr:g}"
-        )
+        return self.sae.describe()
 
 
 @dataclass
@@ -147,23 +263,68 @@ class TrainLogRow:
 
 
 @dataclass
-class JobResult:
-    metrics: dict[str, dict[str, float]]  # eval name -> metric -> value
-    train_seconds: float
-    tokens_per_second: float
+class TrainResult:
+    """An SAE whose weights now exist: trained and checkpointed, or imported."""
+
     checkpoint_path: str
+    d_model: int
+    train_seconds: float | None = None
+    tokens_per_second: float | None = None
+    weights_sha256: str | None = None
+    model_sha: str | None = None  # the model's hub commit, or a hash of its weights
+    train_fingerprint: str | None = None  # sha256 of the training token stream consumed
+    device_name: str | None = None
+    hook_name: str | None = None  # the module read, as SAELens names HF hooks
+    arch: str | None = None  # for imported SAEs: what their files say
+    k: int | None = None
+    latents: int | None = None
+
+
+@dataclass
+class DensityBin:
+    """Latents whose firing frequency f has log10(f) in [log10_low, log10_high); both None for
+    latents that never fired."""
+
+    log10_low: float | None
+    log10_high: float | None
+    latents: int
+
+
+@dataclass
+class LetterRow:
+    letter: str
+    probe_f1: float
+    scored: bool
+    words: int
+    mean_absorption: float | None
+    full_absorption: float | None
+    split_features: int | None
+
+
+@dataclass
+class ScoreResult:
+    metrics: dict[str, float]
+    intervals: dict[str, tuple[float, float]] = field(default_factory=dict)  # 95% bootstrap, token means
     notes: dict[str, str] = field(default_factory=dict)  # metric -> why it has no value
-    # eval name -> metric -> (low, high) 95% bootstrap interval, for metrics that are token means
-    intervals: dict[str, dict[str, tuple[float, float]]] = field(default_factory=dict)
+    density: list[DensityBin] = field(default_factory=list)
+    letters: list[LetterRow] = field(default_factory=list)
+    seconds: float = 0.0
+    dataset_fingerprint: str | None = None  # sha256 of the eval token stream consumed
+    device_name: str | None = None
+    warning: str | None = None  # e.g. the dataset ended before the eval's budget
 
 
 class JobReporter(Protocol):
     """How the harness hands results back; the suite implements it with the store."""
 
-    def job_started(self, job: Job) -> None: ...
+    def sae_started(self, job: Job) -> None: ...
 
     def train_log(self, job: Job, rows: list[TrainLogRow]) -> None: ...
 
-    def job_failed(self, job: Job, error: str) -> None: ...
+    def sae_failed(self, job: Job, error: str) -> None: ...
 
-    def job_finished(self, job: Job, result: JobResult) -> None: ...
+    def sae_ready(self, job: Job, result: TrainResult) -> None: ...
+
+    def score_finished(self, job: Job, task: ScoreTask, result: ScoreResult) -> None: ...
+
+    def score_failed(self, job: Job, task: ScoreTask, error: str) -> None: ...

@@ -27,7 +27,7 @@ RULES = {
 
 @dataclass
 class EvalCell:
-    """One job's numbers on one eval dataset, as stored."""
+    """One SAE's numbers on one eval, as stored."""
 
     values: dict[str, float]
     intervals: dict[str, tuple[float, float]]
@@ -56,20 +56,22 @@ class Gate:
 
 @dataclass
 class LayerRow:
-    """One finished job (an SAE) of a model."""
+    """One finished SAE of a model, with its current scores."""
 
-    job_id: str
+    sae_id: str
     model: str
     model_id: str
     layer: int
-    arch: str
-    k: int
-    latents: int
-    lr: float
+    hook: str
+    arch: str | None
+    k: int | None
+    latents: int | None
+    lr: float | None
     settings_key: tuple
     train_seconds: float | None
-    evals: dict[str, EvalCell]
+    evals: dict[str, EvalCell]  # eval name -> cell; 'absorption' included when scored
     gates: list[Gate]
+    label_text: str = ""  # [saes.NAME] of an imported SAE
 
     def gate_metrics(self) -> list[str]:
         """Gated metrics that apply (have a value on at least one eval)."""
@@ -102,8 +104,12 @@ class LayerRow:
         return min(known) if known else -math.inf
 
     def label(self, with_settings: bool) -> str:
-        suffix = f" ({self.arch} k={self.k} n={self.latents} lr={self.lr:g})" if with_settings else ""
-        return f"{self.layer}{suffix}"
+        hook = f" {self.hook}" if self.hook != "resid_post" else ""
+        if self.label_text:
+            return f"{self.layer}{hook} ({self.label_text})"
+        k = f" k={self.k}" if self.k is not None else ""
+        suffix = f" ({self.arch}{k} n={self.latents} lr={self.lr:g})" if with_settings and self.lr is not None else ""
+        return f"{self.layer}{hook}{suffix}"
 
 
 @dataclass
@@ -111,7 +117,7 @@ class ModelReport:
     name: str
     model_id: str
     rows: list[LayerRow]
-    failed_jobs: list[tuple[int, str]] = field(default_factory=list)  # (layer, error)
+    failed_jobs: list[tuple[int, str]] = field(default_factory=list)  # (layer, what has no result and why)
 
     @property
     def healthy_count(self) -> int:
@@ -137,54 +143,98 @@ class ModelReport:
 
 
 @dataclass
+class Provenance:
+    """What produced the numbers: the last run's software and device, each model's weights and
+    each eval stream's fingerprint, as stored."""
+
+    run: dict | None
+    models: list[dict]  # model, model_id, model_sha
+    evals: list[dict]  # eval_name, eval_dataset, dataset_fingerprint, scores
+
+
+@dataclass
 class Report:
     db_path: str
     suites: list[str]
-    eval_names: list[str]
+    eval_names: list[str]  # dataset evals (absorption is shown in its own column)
     models: dict[str, ModelReport]
     with_settings: bool
     runs: list[dict]
+    provenance: Provenance | None = None
+
+
+_CURRENT = "select score_id from current_scores"
 
 
 def load_report(store: Store) -> Report:
     store.check_schema()
-    jobs = store.query_dicts(
-        "select * from jobs order by model, layer, arch, k, latents, lr, job_id")
-    metric_rows = store.query("select job_id, eval_name, metric, value, ci_low, ci_high from metrics")
-    note_rows = store.query("select job_id, eval_name, metric, reason from metric_notes")
-    gate_rows = store.query_dicts("select * from gates order by eval_name, metric")
-    runs = store.query_dicts("select run_id, suite, started_at, finished_at, status from runs order by started_at")
+    saes = store.query_dicts("select * from saes order by model, layer, hook, arch, k, latents, lr, sae_id")
+    scores = store.query_dicts("select score_id, sae_id, eval_name, eval_kind from current_scores")
+    metric_rows = store.query(f"select score_id, metric, value, ci_low, ci_high from metrics where score_id in ({_CURRENT})")
+    note_rows = store.query(f"select score_id, metric, reason from metric_notes where score_id in ({_CURRENT})")
+    gate_rows = store.query_dicts(f"select * from gates where score_id in ({_CURRENT}) order by metric")
+    failed_scores = store.query_dicts(
+        "select s.sae_id, s.eval_name, s.error from scores s where s.status = 'failed' and not exists "
+        "(select 1 from current_scores c where c.sae_id = s.sae_id and c.eval_name = s.eval_name)")
+    runs = store.query_dicts("select * exclude (spec_toml) from runs order by started_at")
+    by_score = {s["score_id"]: s for s in scores}
     cells: dict[str, dict[str, EvalCell]] = {}
-    for job_id, eval_name, metric, value, low, high in metric_rows:
-        cell = cells.setdefault(job_id, {}).setdefault(eval_name, EvalCell({}, {}, {}))
+    for score in scores:
+        cells.setdefault(score["sae_id"], {})[score["eval_name"]] = EvalCell({}, {}, {})
+    for score_id, metric, value, low, high in metric_rows:
+        s = by_score[score_id]
+        cell = cells[s["sae_id"]][s["eval_name"]]
         cell.values[metric] = value
         if low is not None:
             cell.intervals[metric] = (low, high)
-    for job_id, eval_name, metric, reason in note_rows:
-        cells.setdefault(job_id, {}).setdefault(eval_name, EvalCell({}, {}, {})).notes[metric] = reason
+    for score_id, metric, reason in note_rows:
+        s = by_score[score_id]
+        cells[s["sae_id"]][s["eval_name"]].notes[metric] = reason
     gates: dict[str, list[Gate]] = {}
     for g in gate_rows:
-        gates.setdefault(g["job_id"], []).append(Gate(
-            g["eval_name"], g["metric"], g["op"], g["threshold_min"], g["threshold_max"], g["value"],
+        s = by_score[g["score_id"]]
+        gates.setdefault(s["sae_id"], []).append(Gate(
+            s["eval_name"], g["metric"], g["op"], g["threshold_min"], g["threshold_max"], g["value"],
             g["passed"], g["reason"], g["allowed_to_fail"]))
     models: dict[str, ModelReport] = {}
-    for job in jobs:
-        report = models.setdefault(job["model"], ModelReport(job["model"], job["model_id"], []))
-        if job["status"] != "done":
-            report.failed_jobs.append((job["layer"], f"{job['status']}: {(job['error'] or '').splitlines()[0] if job['error'] else ''}"))
+    for sae in saes:
+        report = models.setdefault(sae["model"], ModelReport(sae["model"], sae["model_id"], []))
+        if sae["status"] != "done":
+            error = (sae["error"] or "").splitlines()[0] if sae["error"] else ""
+            report.failed_jobs.append((sae["layer"], f"{sae['status']}: {error}"))
             continue
-        settings_key = (job["arch"], job["k"], job["latents"], job["lr"], job["batch_size"], job["ctx_len"],
-                        job["train_tokens"], job["seed"], job["train_dataset"])
+        for failed in failed_scores:
+            if failed["sae_id"] == sae["sae_id"]:
+                error = (failed["error"] or "").splitlines()[0]
+                report.failed_jobs.append((sae["layer"], f"{failed['eval_name']} not scored: {error}"))
+        if sae["source"] != "trained":
+            settings_key: tuple = ("imported", sae["source"])
+        else:
+            settings_key = (sae["hook"], sae["arch"], sae["k"], sae["latents"], sae["lr"], sae["batch_size"],
+                            sae["ctx_len"], sae["train_tokens"], sae["seed"], sae["train_dataset"])
         report.rows.append(LayerRow(
-            job["job_id"], job["model"], job["model_id"], job["layer"], job["arch"], job["k"], job["latents"],
-            job["lr"], settings_key, job["train_seconds"], dict(sorted(cells.get(job["job_id"], {}).items())),
-            gates.get(job["job_id"], [])))
+            sae["sae_id"], sae["model"], sae["model_id"], sae["layer"], sae["hook"], sae["arch"], sae["k"],
+            sae["latents"], sae["lr"], settings_key, sae["train_seconds"],
+            dict(sorted(cells.get(sae["sae_id"], {}).items())), gates.get(sae["sae_id"], []),
+            sae["label"] or ""))
     all_rows = [row for m in models.values() for row in m.rows]
-    eval_names = sorted({e for row in all_rows for e in row.evals})
-    with_settings = len({row.settings_key for row in all_rows}) > 1
-    report = Report(str(store.path), sorted({j["suite"] for j in jobs}), eval_names, models, with_settings, runs)
+    eval_names = sorted({s["eval_name"] for s in scores if s["eval_kind"] == "core"})
+    with_settings = len({row.settings_key for row in all_rows if row.settings_key[0] != "imported"}) > 1
+    report = Report(str(store.path), sorted({s["suite"] for s in saes}), eval_names, models, with_settings, runs,
+                    load_provenance(store, runs))
     check_consistency(report)
     return report
+
+
+def load_provenance(store: Store, runs: list[dict]) -> Provenance:
+    models = store.query_dicts(
+        "select model, model_id, list(distinct model_sha order by model_sha) filter (where model_sha is not null) "
+        "as model_sha from saes where status = 'done' group by all order by model")
+    evals = store.query_dicts(
+        "select eval_name, eval_dataset, list(distinct dataset_fingerprint order by dataset_fingerprint) filter "
+        "(where dataset_fingerprint is not null) as fingerprints, count(*) as scores from current_scores "
+        "group by all order by eval_name")
+    return Provenance(runs[-1] if runs else None, models, evals)
 
 
 class InconsistentReport(AssertionError):
@@ -248,7 +298,7 @@ class Comparison:
     summary: list[SummaryRow]
 
 
-def _matched(a: ModelReport, b: ModelReport, with_settings: bool) -> list[LayerDelta]:
+def _matched(a: ModelReport, b: ModelReport, with_settings: bool, eval_names: list[str]) -> list[LayerDelta]:
     by_key = {(row.layer, row.settings_key): row for row in b.rows}
     deltas = []
     for row in a.rows:
@@ -256,7 +306,7 @@ def _matched(a: ModelReport, b: ModelReport, with_settings: bool) -> list[LayerD
         if other is None:
             continue
         for eval_name in row.evals:
-            if eval_name in other.evals:
+            if eval_name in other.evals and eval_name in eval_names:
                 deltas.append(LayerDelta(row.layer, row.label(with_settings), eval_name, row.evals[eval_name],
                                          other.evals[eval_name]))
     return deltas
@@ -283,7 +333,7 @@ def compare(report: Report, a_name: str, b_name: str) -> Comparison:
         raise KeyError(f"model(s) {', '.join(missing)} not in {report.db_path}; "
                        f"models there: {', '.join(report.models) or 'none'}")
     a, b = report.models[a_name], report.models[b_name]
-    layers = _matched(a, b, report.with_settings)
+    layers = _matched(a, b, report.with_settings, report.eval_names)
     significant = [d.significant("loss_recovered") for d in layers]
     tested = [s for s in significant if s is not None]
     lr_a, lr_b = a.values("loss_recovered"), b.values("loss_recovered")

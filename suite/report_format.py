@@ -19,6 +19,7 @@ from suite.report import (
     Comparison,
     LayerRow,
     ModelReport,
+    Provenance,
     Report,
     num,
     pct,
@@ -88,11 +89,12 @@ def model_blocks(report: Report, model: ModelReport) -> list[Block]:
     blocks: list[Block] = [Heading(2, f"{model.name} (`{model.model_id}`)")]
     if model.rows:
         settings = {r.settings_key for r in model.rows}
-        if len(settings) == 1:
-            arch, k, latents, lr, batch, ctx, tokens, seed, dataset = next(iter(settings))
+        if len(settings) == 1 and next(iter(settings))[0] != "imported":
+            hook, arch, k, latents, lr, batch, ctx, tokens, seed, dataset = next(iter(settings))
             trained = sum({r.train_seconds for r in model.rows if r.train_seconds})
+            k_text = f" k={k}" if k is not None else ""
             blocks.append(Paragraph(
-                f"Configuration: {arch} k={k}, {latents} latents, context {ctx}, lr {lr:g}, batch {batch}, "
+                f"Configuration: {arch}{k_text} on {hook}, {latents} latents, context {ctx}, lr {lr:g}, batch {batch}, "
                 f"{tokens:,} training tokens from {dataset}, seed {seed}. "
                 f"Training time: {trained:.1f} s (SAEs sharing a forward pass share their time)."))
         headers = ["Layer"] + [f"Loss recovered ({e})" for e in evals] + [
@@ -172,11 +174,32 @@ def report_blocks(report: Report, comparison: Comparison | None) -> list[Block]:
     ]
     if not_applicable:
         blocks.append(Bullets(not_applicable))
+    if report.provenance is not None:
+        blocks += provenance_blocks(report.provenance)
     for model in report.models.values():
         blocks += model_blocks(report, model)
     if comparison is not None:
         blocks += comparison_blocks(comparison, report.with_settings)
     return blocks
+
+
+def provenance_blocks(provenance: Provenance) -> list[Block]:
+    """What produced the numbers, so a reader can tell whether a rerun elsewhere should agree."""
+    items = []
+    run = provenance.run
+    if run is not None:
+        versions = ", ".join(f"{name} {run.get(name + '_version') or 'n/a'}"
+                             for name in ("sae_bench", "torch", "transformers", "datasets", "duckdb", "python"))
+        items.append(f"Last run {run['run_id']} on {run.get('device_name') or run.get('device') or 'n/a'} "
+                     f"({run.get('platform') or 'platform n/a'}): {versions}.")
+    for m in provenance.models:
+        shas = ", ".join(m["model_sha"] or []) or "n/a"
+        items.append(f"Model {m['model']} (`{m['model_id']}`): {shas}.")
+    for e in provenance.evals:
+        fingerprints = ", ".join(f[:16] for f in e["fingerprints"] or []) or "n/a"
+        items.append(f"Eval {e['eval_name']} ({e['eval_dataset'] or 'its own prompts'}): token stream sha256 "
+                     f"{fingerprints} ({e['scores']} score(s)).")
+    return [Heading(2, "Provenance"), Bullets(items)] if items else []
 
 
 def _md_escape(text: str) -> str:

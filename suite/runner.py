@@ -1,136 +1,149 @@
-"""`sae-bench run`: spec -> jobs -> harness -> store, skipping jobs already done."""
+"""`sae-bench run`: spec -> plan -> harness -> store, training and scoring only what is missing."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 
-from suite.grid import expand
 from suite.health import evaluate_gates
-from suite.jobs import Job, JobResult, TrainLogRow
-from suite.spec import Spec, SpecError
-from suite.store import GateVerdicts, Store
-
-
-def check_layers(spec: Spec, jobs: list[Job]) -> list[str]:
-    """Layers beyond a model's depth, where the depth can be read without loading weights.
-
-    Reads only configs (built-in recipes, local or cached config.json); a model whose config
-    cannot be reached offline is checked at run time instead.
-    """
-    from harness.models import model_depth  # the harness is imported lazily: config only
-
-    too_deep: dict[int, list[str]] = {}
-    for name in spec.model.grid.models:
-        model = next(job.model for job in jobs if job.model.name == name)
-        depth = model_depth(model)
-        for layer in spec.model.grid.layers:
-            if depth is not None and layer >= depth:
-                too_deep.setdefault(layer, []).append(f"models.{name} ({model.id}) has {depth}, 0..{depth - 1}")
-    if not too_deep:
-        return []
-    models = sorted({m for ms in too_deep.values() for m in ms})
-    return [f"grid.layers: {sorted(too_deep)} out of range: {'; '.join(models)}"]
-
-
-def validated_jobs(spec: Spec) -> list[Job]:
-    jobs = expand(spec)
-    problems = check_layers(spec, jobs)
-    if problems:
-        raise SpecError(spec.path, problems)
-    return jobs
+from suite.jobs import Job, ScoreResult, ScoreTask, TrainLogRow, TrainResult
+from suite.plan import DONE, TO_TRAIN, PlannedSae, declared_saes, plan
+from suite.provenance import run_provenance
+from suite.spec import Spec
+from suite.store import Store
+from suite.store.store import GateVerdict
 
 
 class StoreReporter:
-    """The harness's JobReporter, writing through to the store and gating each finished job."""
+    """The harness's JobReporter, writing through to the store and gating each finished score."""
 
-    def __init__(self, store: Store, spec: Spec, console: Console):
-        self.store = store
-        self.spec = spec
-        self.console = console
-        self.failed: list[Job] = []
-        self.finished: list[Job] = []
+    def __init__(self, store: Store, spec: Spec, run_id: str, console: Console):
+        self.store, self.spec, self.run_id, self.console = store, spec, run_id, console
+        self.failed_saes: list[Job] = []
+        self.ready: list[Job] = []
+        self.scored: list[tuple[Job, ScoreTask]] = []
+        self.failed_scores: list[tuple[Job, ScoreTask]] = []
+        self.started: set[str] = set()
+        self.warned: set[str] = set()
+        self._device_recorded = False
 
-    def job_started(self, job: Job) -> None:
-        self.store.mark_running(job)
+    def sae_started(self, job: Job) -> None:
+        self.started.add(job.key)
+        self.store.mark_sae_running(job)
 
     def train_log(self, job: Job, rows: list[TrainLogRow]) -> None:
         self.store.add_train_log(job, rows)
 
-    def job_failed(self, job: Job, error: str) -> None:
-        self.failed.append(job)
-        self.store.mark_failed(job, error)
-        self.console.print(f"[red]failed[/red] {job.describe()}: {error.splitlines()[0]}")
+    def sae_failed(self, job: Job, error: str) -> None:
+        self.failed_saes.append(job)
+        self.store.mark_sae_failed(job, error)
+        self.console.print(f"[red]failed[/red] {escape(job.describe())}: {escape(error.splitlines()[0])}")
 
-    def job_finished(self, job: Job, result: JobResult) -> None:
-        notes = {eval_name: result.notes for eval_name in result.metrics}
-        self.store.finish_job(job, result, gate(self.spec, job, result.metrics, notes))
-        self.finished.append(job)
+    def sae_ready(self, job: Job, result: TrainResult) -> None:
+        self.store.sae_ready(job, result)
+        self.ready.append(job)
+        self._record_device(result.device_name)
+
+    def score_finished(self, job: Job, task: ScoreTask, result: ScoreResult) -> None:
+        self.store.finish_score(self.run_id, job, task, result, gate(self.spec, job, task.name, result.metrics,
+                                                                       result.notes))
+        self.scored.append((job, task))
+        self._record_device(result.device_name)
+        if result.warning and task.name not in self.warned:
+            self.warned.add(task.name)
+            self.console.print(f"[yellow]warning[/yellow] {escape(task.name)}: {escape(result.warning)}",
+                               highlight=False)
+
+    def score_failed(self, job: Job, task: ScoreTask, error: str) -> None:
+        self.failed_scores.append((job, task))
+        self.store.fail_score(self.run_id, job, task, error)
+        self.console.print(f"[red]failed[/red] {escape(job.describe())} on {escape(task.name)}: "
+                           f"{escape(error.splitlines()[0])}")
+
+    def _record_device(self, device_name: str | None) -> None:
+        if device_name and not self._device_recorded:
+            self.store.set_run_device(self.run_id, device_name)
+            self._device_recorded = True
 
 
-def gate(spec: Spec, job: Job, metrics: dict[str, dict[str, float]],
-         notes: dict[str, dict[str, str]]) -> GateVerdicts:
-    """The spec's verdicts for one job, per eval dataset."""
-    verdicts: GateVerdicts = {}
-    for eval_name, values in metrics.items():
-        policy = spec.gate_policy(job.model.name, job.layer, eval_name)
-        verdicts[eval_name] = (policy, evaluate_gates(policy.thresholds, values, notes.get(eval_name, {})))
-    return verdicts
+def gate(spec: Spec, job: Job, eval_name: str, metrics: dict[str, float], notes: dict[str, str]) -> GateVerdict:
+    """The spec's verdicts for one score. Gates on metrics another eval produces are left out
+    (absorption's gate lives on the absorption score, loss recovered's on the dataset evals)."""
+    from suite.catalog import ABSORPTION_METRICS
+
+    policy = spec.gate_policy(job.model.name, job.layer, eval_name)
+    absorption = eval_name == "absorption"
+    relevant = tuple(t for t in policy.thresholds if (t.metric in ABSORPTION_METRICS) == absorption)
+    return (type(policy)(relevant, policy.allow_fail), evaluate_gates(relevant, metrics, notes))
 
 
 @dataclass
 class RunOutcome:
     run_id: str
     db_path: Path
-    planned: int
-    skipped: int
-    finished: int
-    failed: int
-    job_ids: list[str]
+    planned: list[PlannedSae]
+    trained: int = 0
+    scored: int = 0
+    failed: int = 0
+    sae_ids: list[str] = field(default_factory=list)
 
     @property
     def exit_code(self) -> int:
         return 1 if self.failed else 0
 
 
+def regate(store: Store, spec: Spec, planned: list[PlannedSae]) -> None:
+    """Gate stored scores with the spec's current thresholds (they may have changed)."""
+    by_id = {p.declared.ref.sae_id: p for p in planned}
+    for score in store.current_scores(list(by_id)):
+        p = by_id[score["sae_id"]]
+        job = Job(p.declared.ref, train=False, scores=())
+        store.replace_gates(score["score_id"], gate(spec, job, score["eval_name"], score["metrics"], score["notes"]))
+
+
 def run_spec(spec: Spec, db_override: str | None = None, device: str | None = None,
              console: Console | None = None) -> RunOutcome:
     console = console or Console()
-    jobs = validated_jobs(spec)  # raises SpecError before anything is written
+    declared = declared_saes(spec)  # raises SpecError before anything is written
     db_path = spec.db_path(db_override)
     store = Store(db_path)
     store.init()
-    status = store.job_status([job.key for job in jobs])
-    todo = [job for job in jobs if status.get(job.key) != "done"]
-    skipped = len(jobs) - len(todo)
+    planned = plan(spec, declared, store)
+    jobs = [job for p in planned if (job := p.job(spec.log_every)) is not None]
     device = device or spec.model.suite.device
-    run_id = store.start_run(spec.name, str(spec.path), spec.text, device, len(jobs), skipped)
-    if skipped:
-        console.print(f"[dim]skipping {skipped} job(s) already done in {db_path}; re-gating them with "
-                      f"the spec's current thresholds[/dim]")
-        for job in jobs:
-            if status.get(job.key) == "done":
-                console.print(f"[dim]  skipped {job.job_id} {job.describe()}[/dim]")
-                store.replace_gates(job, gate(spec, job, *store.stored_metrics(job.job_id)))
-    reporter = StoreReporter(store, spec, console)
+    run_id = store.start_run(spec.name, str(spec.path), spec.text, device, len(planned),
+                             sum(p.state == TO_TRAIN for p in planned), sum(len(p.missing) for p in planned),
+                             run_provenance())
+    store.relabel(spec.name, [(p.key, p.declared.ref.model.name, p.declared.label or None) for p in planned])
+    regate(store, spec, planned)
+    done = [p for p in planned if p.state == DONE]
+    if done:
+        console.print(f"[dim]{len(done)} SAE(s) already trained and scored in {escape(str(db_path))}; "
+                      f"re-gated with the spec's current thresholds[/dim]")
+    reporter = StoreReporter(store, spec, run_id, console)
     run_status = "failed"
     try:
-        if todo:
-            store.prepare_jobs(run_id, spec.name, todo)
+        if jobs:
+            store.register_saes(run_id, spec.name, [job for job in jobs if job.train or job.sae.source is not None
+                                                      and not job.checkpoint])
             from harness.engine import run_jobs  # the only place the suite drives the harness
 
-            run_jobs(todo, reporter, spec.checkpoint_dir(db_path), device, console)
-        run_status = "failed" if reporter.failed else "finished"
+            run_jobs(jobs, reporter, spec.checkpoint_dir(db_path), device, console)
+        failed = len(reporter.failed_saes) + len(reporter.failed_scores)
+        run_status = "failed" if failed else "finished"
     except KeyboardInterrupt:
         run_status = "interrupted"
-        done = {job.key for job in reporter.finished + reporter.failed}
-        for job in todo:
-            if job.key not in done:
-                store.mark_failed(job, "interrupted: the run was stopped before this job finished")
+        finished = {job.key for job in reporter.ready + reporter.failed_saes}
+        for job in jobs:
+            if job.key in reporter.started and job.key not in finished:
+                store.mark_sae_failed(job, "interrupted: the run was stopped before this SAE finished",
+                                      status="interrupted")
         raise
     finally:
         store.finish_run(run_id, run_status)
-    return RunOutcome(run_id, db_path, len(jobs), skipped, len(reporter.finished), len(reporter.failed),
-                      [job.job_id for job in jobs])
+    return RunOutcome(run_id, db_path, planned, trained=len(reporter.ready), scored=len(reporter.scored),
+                      failed=len(reporter.failed_saes) + len(reporter.failed_scores),
+                      sae_ids=[p.declared.ref.sae_id for p in planned])

@@ -23,6 +23,7 @@ from pydantic import (
 )
 
 from suite.catalog import GATEABLE_METRICS
+from suite.jobs import ABSORPTION_EVAL, HOOKS, EvalSettings
 from suite.health import DEFAULT_THRESHOLDS, GatePolicy, Threshold
 
 
@@ -80,6 +81,7 @@ class ModelSection(_Strict):
 class GridSection(_Strict):
     models: list[str] = Field(min_length=1)
     layers: list[NonNegativeInt] = Field(min_length=1)
+    hook: Annotated[list[Literal[HOOKS]], AxisValues] = ["resid_post"]  # type: ignore[valid-type]
 
     @field_validator("layers")
     @classmethod
@@ -119,8 +121,22 @@ class SaeSection(_Strict):
 
 
 class EvalSection(_Strict):
+    """[eval.NAME]: SAEBench's core eval on one dataset; defaults are SAEBench's recommended run."""
+
     dataset: DatasetSpec
-    tokens: PositiveInt
+    tokens: PositiveInt = EvalSettings.tokens  # CE/KL tokens (reconstruction batches)
+    sparsity_tokens: PositiveInt = EvalSettings.sparsity_tokens  # L0, density, variance batches
+    ctx_len: Annotated[int, Field(ge=2)] = EvalSettings.ctx_len
+    batch_size: PositiveInt = EvalSettings.batch_size
+
+
+class ImportedSaeSection(_Strict):
+    """[saes.NAME]: an SAE trained elsewhere, scored on the spec's evals and gates."""
+
+    source: str = Field(pattern=r"^(saelens|sparsify|sae-bench):.+", min_length=1)
+    model: str
+    layer: NonNegativeInt
+    hook: Literal[HOOKS] = "resid_post"  # type: ignore[valid-type]
 
 
 class AbsorptionSection(_Strict):
@@ -181,23 +197,39 @@ class HealthSection(_Thresholds):
 class SpecModel(_Strict):
     suite: SuiteSection
     models: dict[str, ModelSection] = Field(min_length=1)
-    grid: GridSection
-    train: TrainSection
-    sae: SaeSection
+    grid: GridSection | None = None
+    train: TrainSection | None = None
+    sae: SaeSection | None = None
+    saes: dict[str, ImportedSaeSection] = {}
     eval: dict[str, EvalSection] = Field(min_length=1)
     absorption: AbsorptionSection = AbsorptionSection()
     health: HealthSection = HealthSection()
 
     @model_validator(mode="after")
     def _names_declared(self) -> "SpecModel":
-        unknown = [m for m in self.grid.models if m not in self.models]
+        training = {"grid": self.grid, "train": self.train, "sae": self.sae}
+        given = [name for name, section in training.items() if section is not None]
+        if given and len(given) < 3:
+            missing = next(name for name, section in training.items() if section is None)
+            raise ValueError(f"@{missing}: required but missing (training SAEs needs [grid], [train] and [sae])")
+        if not given and not self.saes:
+            raise ValueError("@grid: required but missing: give a [grid] (with [train] and [sae]) to train SAEs, "
+                             "or [saes.NAME] tables to score SAEs you already have")
+        if ABSORPTION_EVAL in self.eval:
+            raise ValueError(f"@eval.{ABSORPTION_EVAL}: the name is reserved for the absorption eval; "
+                             "choose another name")
+        unknown = [m for m in (self.grid.models if self.grid else []) if m not in self.models]
         if unknown:
             raise ValueError(
                 f"@grid.models: {', '.join(map(repr, unknown))} not declared; "
                 f"declared models: {', '.join(self.models)} (add a [models.NAME] table)"
             )
+        for name, imported in self.saes.items():
+            if imported.model not in self.models:
+                raise ValueError(f"@saes.{name}.model: {imported.model!r} not declared; "
+                                 f"declared models: {', '.join(self.models)}")
         for i, override in enumerate(self.health.override):
-            for field, declared in (("models", self.models), ("evals", self.eval)):
+            for field, declared in (("models", self.models), ("evals", [*self.eval, ABSORPTION_EVAL])):
                 missing = [n for n in getattr(override, field) or [] if n not in declared]
                 if missing:
                     raise ValueError(f"@health.override[{i}].{field}: {', '.join(map(repr, missing))} "
@@ -233,6 +265,14 @@ class Spec:
         chosen = {t.metric: t for t in DEFAULT_THRESHOLDS} if health.use_defaults else {}
         chosen.update(_stated_thresholds(health))
         return tuple(chosen.values())
+
+    @property
+    def trains(self) -> bool:
+        return self.model.grid is not None
+
+    @property
+    def log_every(self) -> int:
+        return self.model.train.log_every if self.model.train else 10
 
     def gate_policy(self, model: str, layer: int, eval_name: str) -> GatePolicy:
         """Thresholds for one job and eval: [health], then each matching override in order."""
@@ -296,6 +336,8 @@ def _describe(error: dict[str, Any]) -> str:
     if kind == "literal_error":
         return f"expected one of {ctx.get('expected')}, got {shown}"
     if kind == "string_pattern_mismatch":
+        if "saelens" in str(ctx.get("pattern", "")):
+            return f"expected FORMAT:LOCATION with FORMAT saelens|sparsify|sae-bench, got {shown}"
         return f"expected letters, digits, '_', '-' or '.', got {shown}"
     if kind in ("too_short", "string_too_short"):
         return f"must not be empty, got {shown}"

@@ -38,10 +38,16 @@ dead_tokens = 4_000
 
 [eval.pyref]
 dataset = {{ path = "builtin:pyref", split = "test" }}
-tokens = 1_500
+tokens = 1_536
+sparsity_tokens = 4_096
+ctx_len = 64
+batch_size = 8
 [eval.pylib]
 dataset = {{ path = "builtin:pylib", split = "test" }}
-tokens = 1_500
+tokens = 1_536
+sparsity_tokens = 4_096
+ctx_len = 64
+batch_size = 8
 """
 
 
@@ -67,7 +73,7 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory):
     """One real `sae-bench run` of the tiny spec: (spec path, db path, exit code, output)."""
     from rich.console import Console
 
-    from suite.cli import cmd_run, build_parser
+    from suite.cli import build_parser, cmd_run
 
     directory = tmp_path_factory.mktemp("tiny-run")
     db = directory / "tiny.duckdb"

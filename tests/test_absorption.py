@@ -194,9 +194,10 @@ def test_real_model_absorption_numbers_when_thresholds_allow(tmp_path):
         "layers = [0, 1, 2]", "layers = [1]") + "\n[absorption]\nf1_threshold = 0.0\nmin_letters = 1\nmax_words = 400\n"
     assert main(["run", str(write_spec(tmp_path, text))]) == 0
     with duckdb.connect(str(db), read_only=True) as con:
-        values = dict(con.execute("select metric, value from metrics where eval_name = 'pyref' "
-                                  "and metric like 'absorption%'").fetchall())
-        gate = con.execute("select value, passed from gates where metric = 'absorption' and eval_name = 'pyref'").fetchone()
+        values = dict(con.execute("select m.metric, m.value from metrics m join current_scores s using (score_id) "
+                                  "where s.eval_name = 'absorption'").fetchall())
+        gate = con.execute("select g.value, g.passed from gates g join current_scores s using (score_id) "
+                           "where g.metric = 'absorption'").fetchone()
     assert 0 <= values["absorption"] <= 1 and 0 <= values["absorption_full"] <= 1
     assert 1 <= values["absorption_split_features"] <= 10 and 1 <= values["absorption_letters"] <= 26
     assert gate == (values["absorption"], values["absorption"] <= 0.35)

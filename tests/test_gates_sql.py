@@ -1,5 +1,5 @@
 """Health gates as pytest items (through pytester, in a subprocess), `sae-bench gate`,
-spec overrides re-gating stored jobs, and read-only SQL / Parquet export."""
+spec overrides re-gating stored scores, and read-only SQL / Parquet export."""
 
 from __future__ import annotations
 
@@ -35,19 +35,19 @@ def planted_db(tiny_run, tmp_path_factory):
     planted = directory / "planted.duckdb"
     shutil.copy(db, planted)
     text = spec.read_text().replace(str(db), str(planted)) + OVERRIDES
-    assert main(["run", str(write_spec(directory, text))]) == 0  # nothing trains: all jobs are done
+    assert main(["run", str(write_spec(directory, text))]) == 0  # nothing trains: every SAE and score is done
     return planted
 
 
 def test_overrides_regate_without_retraining(planted_db, tiny_run):
     _, db, *_ = tiny_run
     with duckdb.connect(str(planted_db), read_only=True) as con:
-        assert con.execute("select count(*) from runs where jobs_skipped = 6").fetchone()[0] == 1
-        failed = con.execute("select j.layer, g.allowed_to_fail, count(*) from gates g join jobs j using (job_id) "
-                             "where g.passed = false group by all order by all").fetchall()
+        assert con.execute("select count(*) from runs where saes_to_train = 0 and scores_to_run = 0").fetchone()[0] == 1
+        failed = con.execute("select a.layer, g.allowed_to_fail, count(*) from gates g join scores s using (score_id) "
+                             "join saes a using (sae_id) where g.passed = false group by all order by all").fetchall()
         na = con.execute("select count(*), min(reason) from gates where passed is null").fetchone()
     assert failed == [(0, False, 2), (1, True, 2)]
-    assert na[0] == 12 and "letters have a ground-truth probe F1" in na[1]
+    assert na[0] == 6 and "letters have a ground-truth probe F1" in na[1]
     with duckdb.connect(str(db), read_only=True) as original, duckdb.connect(str(planted_db), read_only=True) as new:
         assert original.execute("select * from metrics order by all").fetchall() == \
             new.execute("select * from metrics order by all").fetchall()
@@ -55,14 +55,14 @@ def test_overrides_regate_without_retraining(planted_db, tiny_run):
 
 def test_pytest_plugin_counts(planted_db, pytester):
     result = pytester.runpytest_subprocess("--sae-bench", str(planted_db), "-p", "no:cacheprovider")
-    result.assert_outcomes(passed=6 * 2 * 3 - 4, failed=2, xfailed=2, skipped=12)
+    result.assert_outcomes(passed=6 * 2 * 3 - 4, failed=2, xfailed=2, skipped=6)
     result.stdout.fnmatch_lines(["*tiny::base::layer0::pyref::loss_recovered>=0.9999*",
                                  "*unhealthy SAE: loss_recovered = 0.9*gate loss_recovered>=0.9999 failed*"])
 
 
 def test_pytest_plugin_k_selection_and_names(planted_db, pytester):
     result = pytester.runpytest_subprocess("--sae-bench", str(planted_db), "-k", "finetune and layer2", "-v")
-    result.assert_outcomes(passed=6, skipped=2)
+    result.assert_outcomes(passed=6, skipped=1)
     result.stdout.fnmatch_lines(["*tiny::finetune::layer2::pylib::20<=l0<=200 PASSED*"])
 
 
@@ -77,14 +77,14 @@ def test_gate_command_exit_codes(planted_db, tiny_run, capsys):
     assert main(["gate", str(db)]) == 0
     assert main(["gate", str(planted_db)]) == 1
     out = capsys.readouterr().out
-    assert "32 passed, 2 failed, 2 allowed to fail, 12 not applicable" in out
+    assert "32 passed, 2 failed, 2 allowed to fail, 6 not applicable" in out
 
 
 def test_sql_formats_and_read_only(tiny_run, capsys):
     _, db, *_ = tiny_run
-    assert main(["sql", str(db), "select model, count(*) as n from jobs group by 1 order by 1", "--format", "json"]) == 0
+    assert main(["sql", str(db), "select model, count(*) as n from saes group by 1 order by 1", "--format", "json"]) == 0
     assert json.loads(capsys.readouterr().out) == [{"model": "base", "n": 3}, {"model": "finetune", "n": 3}]
-    assert main(["sql", str(db), "select layer from jobs where model = 'base' order by 1", "--format", "csv"]) == 0
+    assert main(["sql", str(db), "select layer from saes where model = 'base' order by 1", "--format", "csv"]) == 0
     assert capsys.readouterr().out.split() == ["layer", "0", "1", "2"]
     assert main(["sql", str(db), "delete from metrics"]) == 2
     assert "read-only" in capsys.readouterr().out
@@ -96,7 +96,8 @@ def test_export_parquet_round_trips(tiny_run, tmp_path):
     _, db, *_ = tiny_run
     assert main(["export", str(db), "--parquet", str(tmp_path / "pq")]) == 0
     with duckdb.connect(str(db), read_only=True) as con:
-        for table in ("runs", "jobs", "metrics", "gates", "train_log", "health", "layer_summary"):
+        for table in ("runs", "saes", "scores", "metrics", "gates", "train_log", "latent_density", "health",
+                      "layer_summary", "current_scores"):
             stored = con.execute(f"select count(*) from {table}").fetchone()[0]
             exported = con.execute(f"select count(*) from '{tmp_path}/pq/{table}.parquet'").fetchone()[0]
             assert stored == exported > 0

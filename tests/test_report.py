@@ -43,11 +43,13 @@ def table_rows(text: str, first_header: str) -> list[list[str]]:
 def test_health_counts_equal_passed_gates(markdown):
     db, text = markdown
     expected = dict(((m, layer), (n, total)) for m, layer, n, total in sql(db, """
-        select j.model, j.layer,
-               count(distinct g.metric) filter (where g.metric not in (
-                   select metric from gates g2 where g2.job_id = j.job_id and g2.passed = false)),
-               count(distinct g.metric)
-        from jobs j join gates g using (job_id) where g.passed is not null group by all"""))
+        with g as (select a.sae_id, a.model, a.layer, g.metric, g.passed from saes a join current_scores s using (sae_id)
+                   join gates g using (score_id))
+        select model, layer,
+               count(distinct metric) filter (where metric not in (
+                   select metric from g g2 where g2.sae_id = g.sae_id and g2.passed = false)),
+               count(distinct metric)
+        from g where passed is not null group by all"""))
     sections = text.split("\n## ")
     for model in ("base", "finetune"):
         section = next(s for s in sections if s.startswith(f"{model} ("))
@@ -61,14 +63,13 @@ def test_means_and_ranges_are_the_rows_shown(markdown):
     db, text = markdown
     summary = {row[0]: row for row in table_rows(text, "Metric")}
     for column, model in ((1, "base"), (2, "finetune")):
-        (avg,) = sql(db, "select avg(value) from metrics m join jobs j using (job_id) "
-                         "where metric = 'loss_recovered' and j.model = ?", [model])[0]
+        (avg,) = sql(db, "select avg(loss_recovered) from layer_summary where model = ?", [model])[0]
         assert summary["Mean loss recovered"][column] == f"{100 * avg:.2f}%"
-        lo, hi = sql(db, "select min(value), max(value) from metrics m join jobs j using (job_id) "
-                         "where metric = 'dead_fraction' and j.model = ?", [model])[0]
+        lo, hi = sql(db, "select min(dead_fraction), max(dead_fraction) from layer_summary where model = ?", [model])[0]
         assert summary["Dead latents (range)"][column] == f"{100 * lo:.2f}%–{100 * hi:.2f}%"
-        healthy = sql(db, "select count(*) from (select job_id from gates g join jobs j using (job_id) "
-                          "where j.model = ? and passed is not null group by job_id having bool_and(passed))", [model])
+        healthy = sql(db, "select count(*) from (select s.sae_id from gates g join current_scores s using (score_id) "
+                          "join saes a using (sae_id) where a.model = ? and passed is not null group by s.sae_id "
+                          "having bool_and(passed))", [model])
         assert summary["Fully healthy layers"][column] == f"{healthy[0][0]}/3"
     # the per-layer cells are the stored values, rounded
     shown = table_rows(text, "Layer | Eval")  # the per-layer comparison table
@@ -102,7 +103,7 @@ def test_best_and_worst_layer_follow_the_stated_rule(tiny_run):
     report = load_report(Store(db))
     for model in report.models.values():
         ranked = sorted(model.rows, key=lambda r: (len(r.passed_everywhere()), mean(
-            c.values["loss_recovered"] for c in r.evals.values())))
+            c.values["loss_recovered"] for name, c in r.evals.items() if name != "absorption")))
         assert model.pick("best") is ranked[-1] and model.pick("worst") is ranked[0]
 
 
@@ -111,7 +112,8 @@ def test_report_refuses_to_contradict_itself(tiny_run, tmp_path):
     planted = tmp_path / "planted.duckdb"
     shutil.copy(db, planted)
     with duckdb.connect(str(planted)) as con:
-        con.execute("update metrics set value = 99 where metric = 'l0' and job_id = (select min(job_id) from jobs)")
+        con.execute("update metrics set value = 99 where metric = 'l0' and score_id = (select min(score_id) "
+                    "from scores where eval_kind = 'core')")
     with pytest.raises(InconsistentReport, match="exceeds k=24"):
         load_report(Store(planted))
 

@@ -45,14 +45,15 @@ async def test_every_screen_on_a_real_run(tiny_run):
         assert isinstance(app.screen, LayersScreen)
         base = app.screen.query_one("#layers-base", DataTable)
         assert base.row_count == 3
-        job_id = sql(db, "select job_id from jobs where model = 'base' and layer = 0")[0][0]
-        row = base.get_row(job_id)
-        (recovered,) = sql(db, "select loss_recovered from layer_summary where job_id = ? and eval_name = 'pylib'",
-                           [job_id])[0]
+        sae_id = sql(db, "select sae_id from saes where model = 'base' and layer = 0")[0][0]
+        row = base.get_row(sae_id)
+        (recovered,) = sql(db, "select loss_recovered from layer_summary where sae_id = ? and eval_name = 'pylib'",
+                           [sae_id])[0]
         assert cell_text(row[1]) == f"{100 * recovered:.2f}%"
         health = row[-1]
-        passed = sql(db, "select count(*) from (select metric from gates where job_id = ? and passed is not null "
-                         "group by metric having bool_and(passed))", [job_id])[0][0]
+        passed = sql(db, "select count(*) from (select metric from gates join current_scores using (score_id) "
+                         "where sae_id = ? and passed is not null group by metric having bool_and(passed))",
+                     [sae_id])[0][0]
         assert health.plain == f"{passed}/3"
         assert health.style == {3: "bold green", 2: "bold yellow"}.get(passed, "bold red")
 
@@ -69,14 +70,14 @@ async def test_every_screen_on_a_real_run(tiny_run):
         assert isinstance(app.screen, JobScreen)
         metrics = app.screen.query_one("#metrics", DataTable)
         rows = {cell_text(metrics.get_row_at(i)[0]): metrics.get_row_at(i) for i in range(metrics.row_count)}
-        shown_job = app.screen.job_id
-        (value,) = sql(db, "select value from metrics where job_id = ? and eval_name = 'pylib' and "
-                           "metric = 'loss_recovered'", [shown_job])[0]
+        shown_job = app.screen.sae_id
+        (value,) = sql(db, "select loss_recovered from layer_summary where sae_id = ? and eval_name = 'pylib'",
+                       [shown_job])[0]
         assert cell_text(rows["loss_recovered"][1]).startswith(f"{value:.4g}")
         assert "absorption" in rows and cell_text(rows["absorption"][1]) == "n/a"
         assert "letters have a ground-truth probe F1" in str(app.screen.query_one("#notes", Static).render())
         curves = app.screen.query(PlotextPlot)
-        assert len(curves) == 4 and sql(db, "select count(*) from train_log where job_id = ?", [shown_job])[0][0] > 2
+        assert len(curves) == 4 and sql(db, "select count(*) from train_log where sae_id = ?", [shown_job])[0][0] > 2
 
         await pilot.press("escape")
         await pilot.press("c")
@@ -95,18 +96,18 @@ async def test_every_screen_on_a_real_run(tiny_run):
         await pilot.press("s")
         await pilot.pause()
         await pilot.click("#query")
-        app.screen.query_one("#query", Input).value = "select model, count(*) as n from jobs group by 1 order by 1"
+        app.screen.query_one("#query", Input).value = "select model, count(*) as n from saes group by 1 order by 1"
         await pilot.press("enter")
         await pilot.pause()
         result = app.screen.query_one("#result", DataTable)
         assert [[cell_text(c) for c in result.get_row_at(i)] for i in range(result.row_count)] == [
             ["base", "3"], ["finetune", "3"]]
-        app.screen.query_one("#query", Input).value = "delete from jobs"
+        app.screen.query_one("#query", Input).value = "delete from saes"
         await pilot.press("enter")
         await pilot.pause()
         assert "read-only" in str(app.screen.query_one("#sql-error", Static).render())
         await pilot.press("escape", "q")
-    assert sql(db, "select count(*) from jobs")[0][0] == 6
+    assert sql(db, "select count(*) from saes")[0][0] == 6
 
 
 async def test_missing_empty_and_several_files(tmp_path):

@@ -1,4 +1,4 @@
-"""`sae-bench tui`: browse runs, layer tables, jobs and model comparisons of a results file.
+"""`sae-bench tui`: browse runs, layer tables, SAEs and model comparisons of a results file.
 
 Reads only, through `suite.store.Store` (short read-only connections, a snapshot copy if another
 process holds the file) and builds every table from `suite.report`, so it shows the same
@@ -58,16 +58,16 @@ class StoreView:
 
     def runs(self) -> list[dict]:
         return self.store.query_dicts("""
-            select r.run_id, r.suite, r.started_at, r.status, r.jobs_planned, r.jobs_skipped,
-                   count(j.job_id) filter (where j.status = 'done') as done,
-                   count(j.job_id) filter (where j.status = 'failed') as failed
-            from runs r left join jobs j using (run_id) group by all order by r.started_at desc""")
+            select r.run_id, r.suite, r.started_at, r.status, r.saes_planned, r.saes_to_train, r.scores_to_run,
+                   count(a.sae_id) filter (where a.status = 'done') as done,
+                   count(a.sae_id) filter (where a.status = 'failed') as failed
+            from runs r left join saes a using (run_id) group by all order by r.started_at desc""")
 
-    def job(self, job_id: str) -> dict:
-        return self.store.query_dicts("select * from jobs where job_id = ?", [job_id])[0]
+    def sae(self, sae_id: str) -> dict:
+        return self.store.query_dicts("select * from saes where sae_id = ?", [sae_id])[0]
 
-    def train_log(self, job_id: str) -> list[dict]:
-        return self.store.query_dicts("select * from train_log where job_id = ? order by step", [job_id])
+    def train_log(self, sae_id: str) -> list[dict]:
+        return self.store.query_dicts("select * from train_log where sae_id = ? order by step", [sae_id])
 
     @property
     def source(self) -> str:
@@ -122,7 +122,7 @@ class RunsScreen(SaeScreen):
 
     def on_mount(self) -> None:
         table = self.query_one("#runs", DataTable)
-        table.add_columns("run", "suite", "started (UTC)", "status", "done", "failed", "skipped")
+        table.add_columns("run", "suite", "started (UTC)", "status", "trained", "failed", "SAEs")
         super().on_mount()
         self.set_interval(REFRESH_SECONDS, self.action_refresh)
 
@@ -133,7 +133,7 @@ class RunsScreen(SaeScreen):
         for run in self.view.runs():
             table.add_row(run["run_id"], run["suite"], f"{run['started_at']:%Y-%m-%d %H:%M}",
                           Text(run["status"], style=colours.get(run["status"], "")), str(run["done"]),
-                          str(run["failed"]), str(run["jobs_skipped"]), key=run["run_id"])
+                          str(run["failed"]), str(run["saes_planned"]), key=run["run_id"])
 
     @on(DataTable.RowSelected, "#runs")
     def open_run(self, _event: DataTable.RowSelected) -> None:
@@ -148,7 +148,7 @@ class RunsScreen(SaeScreen):
 
 class LayersScreen(SaeScreen):
     """Per model, a layer table like the report's, health-coloured and sortable by clicking a
-    column header. Enter opens the job."""
+    column header. Enter opens the SAE."""
 
     BINDINGS = SaeScreen.BINDINGS + [Binding("c", "compare", "Compare")]
 
@@ -189,8 +189,8 @@ class LayersScreen(SaeScreen):
                     *[pct(c.get("loss_recovered")) if c else "n/a" for c in cells],
                     " / ".join(num(c.get("l0"), 1) if c else "n/a" for c in cells),
                     " / ".join(pct(c.get("dead_fraction")) if c else "n/a" for c in cells),
-                    next((num(v) for c in cells if c and (v := c.get("absorption")) is not None), "n/a"),
-                    health_text(row), key=row.job_id)
+                    num(row.evals["absorption"].get("absorption")) if "absorption" in row.evals else "n/a",
+                    health_text(row), key=row.sae_id)
             failed = "".join(f"\n[red]layer {layer}: {error}[/red]" for layer, error in model.failed_jobs)
             title.update(f"{model.name} ({model.model_id}) · {model.healthy_count}/{len(model.rows)} "
                          f"layers fully healthy{failed}")
@@ -215,7 +215,7 @@ class LayersScreen(SaeScreen):
         table.sort(event.column_key, key=key, reverse=reverse)
 
     @on(DataTable.RowSelected, ".layers")
-    def open_job(self, event: DataTable.RowSelected) -> None:
+    def open_sae(self, event: DataTable.RowSelected) -> None:
         self.app.push_screen(JobScreen(str(event.row_key.value)))
 
     def action_compare(self) -> None:
@@ -225,9 +225,9 @@ class LayersScreen(SaeScreen):
 class JobScreen(SaeScreen):
     """One SAE: settings, every metric per eval with its gate verdict, training curves."""
 
-    def __init__(self, job_id: str):
+    def __init__(self, sae_id: str):
         super().__init__()
-        self.job_id = job_id
+        self.sae_id = sae_id
 
     def body(self) -> ComposeResult:
         with VerticalScroll():
@@ -239,19 +239,23 @@ class JobScreen(SaeScreen):
                     yield PlotextPlot(id=f"curve-{name}", classes="curve")
 
     def load(self) -> None:
-        job = self.view.job(self.job_id)
+        sae = self.view.sae(self.sae_id)
         report = self.view.report()
-        row = next((r for m in report.models.values() for r in m.rows if r.job_id == self.job_id), None)
-        self.query_one("#settings", Static).update(
-            f"[b]{job['model']}[/b] ({job['model_id']}) · layer {job['layer']} · {job['arch']} k={job['k']} "
-            f"latents={job['latents']} lr={job['lr']:g} · batch {job['batch_size']} × ctx {job['ctx_len']} · "
-            f"{job['train_tokens']:,} tokens of {job['train_dataset']}\nstatus {job['status']}"
-            + (f" · {job['error'].splitlines()[0]}" if job["error"] else "")
-            + f"\ncheckpoint: {job['checkpoint_path'] or 'none'}")
+        row = next((r for m in report.models.values() for r in m.rows if r.sae_id == self.sae_id), None)
+        if sae["source"] == "trained":
+            k = f" k={sae['k']}" if sae["k"] is not None else ""
+            settings = (f"{sae['arch']}{k} latents={sae['latents']} lr={sae['lr']:g} · batch {sae['batch_size']} × "
+                        f"ctx {sae['ctx_len']} · {sae['train_tokens']:,} tokens of {sae['train_dataset']}")
+        else:
+            settings = f"imported {sae['source']} ({sae['arch']}, {sae['latents']} latents)"
+        self.query_one("#settings", Static).update(Text(
+            f"{sae['model']} ({sae['model_id']}) · layer {sae['layer']} {sae['hook']} · {settings}\n"
+            f"status {sae['status']}" + (f" · {sae['error'].splitlines()[0]}" if sae["error"] else "")
+            + f"\ncheckpoint: {sae['checkpoint_path'] or 'none'}"))
         table = self.query_one("#metrics", DataTable)
         table.clear(columns=True)
         if row is not None:
-            evals = list(row.evals)
+            evals = sorted(row.evals, key=lambda name: (name == "absorption", name))  # dataset evals first
             table.add_columns("metric", *evals)
             verdicts = {(g.eval_name, g.metric): g for g in row.gates}
             metrics = sorted({m for c in row.evals.values() for m in c.values})
@@ -270,7 +274,7 @@ class JobScreen(SaeScreen):
                 table.add_row(metric, *[Text("n/a", style="dim") for _ in evals])
             reasons = "\n".join(f"[dim]{m} n/a: {r}[/dim]" for m, r in sorted(not_applicable.items()))
             self.query_one("#notes", Static).update(reasons)
-        log = self.view.train_log(self.job_id)
+        log = self.view.train_log(self.sae_id)
         tokens = [r["tokens"] for r in log]
         for name in ("loss", "fvu", "l0", "dead_fraction"):
             plot = self.query_one(f"#curve-{name}", PlotextPlot)
@@ -399,7 +403,7 @@ class HelpScreen(ModalScreen):
     def compose(self) -> ComposeResult:
         yield Static(
             "[b]sae-bench tui[/b]\n\n"
-            "enter  open the selected run / job\n"
+            "enter  open the selected run / SAE\n"
             "c      compare two models\n"
             "s      SQL console (read-only)\n"
             "r      refresh (also every 5 s on runs and layers)\n"

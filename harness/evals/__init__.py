@@ -1,0 +1,2 @@
+"""Evals, one module each: `core` (SAEBench's core metrics on a dataset). Absorption lives in
+`harness.absorption`."""

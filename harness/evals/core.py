@@ -1,0 +1,126 @@
+"""SAEBench's core eval on one dataset, for every SAE of a model at once.
+
+Per batch of eval windows (`ctx_len` tokens, BOS-led, documents joined with EOS):
+- CE/KL batches (the first `tokens`): one clean forward (captures every hooked site, gives the
+  reference distribution), one zero-ablated forward per site (shared by that site's SAEs) and
+  one SAE-patched forward per SAE (`get_recons_loss` in sae_bench/evals/core/main.py);
+- sparsity batches (the first `sparsity_tokens`, from the stream's start again): the SAEs'
+  codes and reconstructions of the non-special tokens (`get_sparsity_and_variance_metrics`).
+  Where a batch is also a CE/KL batch its clean activations are reused (the same tokens give the
+  same activations), otherwise a forward runs only up to the deepest hooked site.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+
+import torch
+from rich.progress import Progress
+
+from harness.activations import HookSite, capture, patched
+from harness.metrics import DownstreamStats, ReconstructionStats, token_ce, token_kl
+from harness.models import LoadedModel
+from harness.saes import SparseAutoencoder
+from harness.tokens import DatasetLoadError, iter_windows, special_mask
+from suite.jobs import EvalSettings, ScoreResult
+
+ScoredSae = tuple[HookSite, SparseAutoencoder]
+
+
+class _SaeAccumulators:
+    def __init__(self, sae: SparseAutoencoder):
+        self.down = DownstreamStats()
+        self.recon = ReconstructionStats(sae.d_sae, sae.d_in)
+
+
+@torch.no_grad()
+def score_core(lm: LoadedModel, saes: dict[str, ScoredSae], ev: EvalSettings,
+               progress: Progress | None = None) -> dict[str, ScoreResult]:
+    """`saes` maps a key to (site, SAE); returns key -> the eval's score of that SAE."""
+    start = time.perf_counter()
+    sites = sorted({site for site, _ in saes.values()})
+    acc = {key: _SaeAccumulators(sae) for key, (_, sae) in saes.items()}
+    recon_batches, sparsity_batches = ev.batches(ev.tokens), ev.batches(ev.sparsity_tokens)
+    total = max(recon_batches, sparsity_batches)
+    task = progress.add_task(f"scoring on {ev.name} ({lm.ref.name or lm.ref.id})", total=total) if progress else None
+    fingerprint = hashlib.sha256()
+    special_ids = lm.special_ids
+    done = 0
+    windows = iter_windows(ev.dataset, lm.tokenizer, ev.ctx_len, ev.batch_size)
+    try:
+        for index, input_ids in enumerate(windows):
+            if index >= total:
+                break
+            fingerprint.update(input_ids.numpy().astype("int64").tobytes())
+            ids = input_ids.to(lm.device)
+            keep = ~special_mask(ids, special_ids)
+            if index < recon_batches:
+                acts = _downstream_batch(lm, ids, keep, sites, saes, acc)
+            else:
+                acts, _ = capture(lm, ids, sites)
+            if index < sparsity_batches:
+                _sparsity_batch(acts, keep, saes, acc)
+            done += 1
+            if progress is not None:
+                progress.update(task, completed=done)
+    finally:
+        windows.close()
+    if done == 0:
+        raise DatasetLoadError(f"eval dataset {ev.name} ({ev.dataset.label()}) yielded no windows of "
+                               f"{ev.ctx_len} tokens")
+    seconds = time.perf_counter() - start
+    warning = None
+    if done < total:
+        warning = (f"the dataset ended after {done} of {total} batches of {ev.batch_size} x {ev.ctx_len} tokens "
+                   f"(CE/KL on {min(done, recon_batches)}, density on {min(done, sparsity_batches)}): the budget "
+                   f"asked for more than {ev.dataset.label()} holds")
+    results = {}
+    for key, a in acc.items():
+        results[key] = ScoreResult(
+            metrics={**a.recon.result(), **a.down.result()},
+            intervals={**a.recon.intervals(), **a.down.intervals()},
+            density=a.recon.density_histogram(), seconds=seconds,
+            dataset_fingerprint=fingerprint.hexdigest(), device_name=lm.device_name, warning=warning)
+    return results
+
+
+def _downstream_batch(lm: LoadedModel, ids: torch.Tensor, keep: torch.Tensor, sites: list[HookSite],
+                      saes: dict[str, ScoredSae], acc: dict[str, _SaeAccumulators]) -> dict:
+    """CE and KL of the clean, zero-ablated and SAE-patched runs of one batch; returns the clean
+    activations of every site."""
+    acts, logits = capture(lm, ids, sites, stop_early=False)
+    clean_logp = torch.log_softmax(logits.float(), dim=-1)
+    ce_clean = token_ce(logits, ids)
+    del logits
+    ce_mask, kl_mask = keep[:, :-1], keep  # the input token of the position is not special
+    for site in sites:
+        with patched(lm, site, torch.zeros_like):  # every position, special ones included
+            zero_logits = lm.model(input_ids=ids, use_cache=False).logits
+        ce_zero, kl_zero = token_ce(zero_logits, ids), token_kl(clean_logp, zero_logits)
+        del zero_logits
+        original = acts[site]
+        x = original.float()
+        for key, (sae_site, sae) in saes.items():
+            if sae_site != site:
+                continue
+            x_hat = sae.decode(sae.encode(x)).to(original.dtype)
+            replacement = torch.where(keep[..., None], x_hat, original)  # specials keep their activation
+            with patched(lm, site, lambda _h, r=replacement: r):
+                sae_logits = lm.model(input_ids=ids, use_cache=False).logits
+            acc[key].down.add(ce_mask, kl_mask, ce_clean=ce_clean, ce_zero=ce_zero, ce_sae=token_ce(sae_logits, ids),
+                              kl_zero=kl_zero, kl_sae=token_kl(clean_logp, sae_logits))
+            del sae_logits
+    return acts
+
+
+def _sparsity_batch(acts: dict, keep: torch.Tensor, saes: dict[str, ScoredSae],
+                    acc: dict[str, _SaeAccumulators]) -> None:
+    sequence = torch.arange(keep.shape[0], device=keep.device)[:, None].expand_as(keep)[keep]
+    cast: dict[HookSite, torch.Tensor] = {}
+    for key, (site, sae) in saes.items():
+        if site not in cast:
+            cast[site] = acts[site][keep].float()  # once per site, shared by its SAEs
+        x = cast[site]
+        latents = sae.encode(x)
+        acc[key].recon.add(x, sae.decode(latents), latents, sequence)

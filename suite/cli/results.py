@@ -1,0 +1,177 @@
+"""Commands that read a results file: report, gate, sql, export, tui; and migrate, its one writer."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from suite.cli.common import EXIT_BAD_INPUT, EXIT_FAILED, existing_db, print_error
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("report", help="per-model layer tables and a model-vs-model comparison")
+    p.add_argument("db", help="results DuckDB file")
+    p.add_argument("--compare", nargs=2, metavar=("A", "B"), help="compare model B against model A")
+    p.add_argument("--format", choices=["rich", "markdown", "html"], default="rich")
+    p.add_argument("-o", "--output", help="write to this file instead of the terminal")
+    p.set_defaults(func=cmd_report)
+    p = sub.add_parser("gate", help="stored health verdicts; exit 1 if any gate failed")
+    p.add_argument("db", help="results DuckDB file")
+    p.add_argument("--all", action="store_true", help="list passing gates too")
+    p.set_defaults(func=cmd_gate)
+    p = sub.add_parser("sql", help="run a read-only SQL query over a results file")
+    p.add_argument("db", help="results DuckDB file")
+    p.add_argument("query", help='e.g. "select * from health"')
+    p.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    p.set_defaults(func=cmd_sql)
+    p = sub.add_parser("export", help="write every table and view to Parquet")
+    p.add_argument("db", help="results DuckDB file")
+    p.add_argument("--parquet", required=True, metavar="DIR", help="output directory")
+    p.set_defaults(func=cmd_export)
+    p = sub.add_parser("migrate", help="bring a results file from an earlier sae-bench to this version's schema")
+    p.add_argument("db", help="results DuckDB file (a backup copy is kept beside it)")
+    p.set_defaults(func=cmd_migrate)
+    p = sub.add_parser("tui", help="browse runs, layers, SAEs and comparisons in the terminal")
+    p.add_argument("db", nargs="?", help="results DuckDB file (default: the one under results/, or pick)")
+    p.set_defaults(func=cmd_tui)
+
+
+def cmd_report(args: argparse.Namespace, console: Console) -> int:
+    from suite.report import compare, load_report
+    from suite.report_format import report_blocks, to_console, to_html, to_markdown
+    from suite.store import Store
+
+    db = existing_db(args.db, console)
+    if db is None:
+        return EXIT_BAD_INPUT
+    report = load_report(Store(db))
+    comparison = None
+    if args.compare:
+        try:
+            comparison = compare(report, *args.compare)
+        except KeyError as exc:
+            print_error(console, f"--compare: {exc.args[0]}")
+            return EXIT_BAD_INPUT
+    blocks = report_blocks(report, comparison)
+    if args.format == "rich" and not args.output:
+        to_console(blocks, console)
+        return 0
+    text = to_html(blocks) if args.format == "html" else to_markdown(blocks)
+    if args.output:
+        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.output).write_text(text, encoding="utf-8")
+        console.print(f"wrote {escape(args.output)}", highlight=False)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def cmd_gate(args: argparse.Namespace, console: Console) -> int:
+    from suite.gates import FAIL, PASS, SKIP, XFAIL, load_checks
+
+    db = existing_db(args.db, console)
+    if db is None:
+        return EXIT_BAD_INPUT
+    checks = load_checks(db)
+    style = {PASS: "green", FAIL: "red", XFAIL: "yellow", SKIP: "dim"}
+    table = Table(title=f"health gates in {db}", title_justify="left")
+    for name in ("gate", "verdict", "detail"):
+        table.add_column(name, overflow="fold")
+    for check in checks:
+        if args.all or check.outcome != PASS:
+            table.add_row(escape(check.name), f"[{style[check.outcome]}]{check.outcome}[/]", escape(check.message))
+    console.print(table)
+    counts = {o: sum(c.outcome == o for c in checks) for o in (PASS, FAIL, XFAIL, SKIP)}
+    console.print(f"{counts[PASS]} passed, {counts[FAIL]} failed, {counts[XFAIL]} allowed to fail, "
+                  f"{counts[SKIP]} not applicable")
+    return EXIT_FAILED if counts[FAIL] else 0
+
+
+def cmd_sql(args: argparse.Namespace, console: Console) -> int:
+    import duckdb
+
+    from suite.report import sql_cell
+
+    db = existing_db(args.db, console)
+    if db is None:
+        return EXIT_BAD_INPUT
+    try:
+        with duckdb.connect(str(db), read_only=True) as con:
+            cursor = con.execute(args.query)
+            names = [d[0] for d in cursor.description] if cursor.description else []
+            rows = cursor.fetchall() if names else []
+    except duckdb.Error as exc:
+        print_error(console, f"{type(exc).__name__}: {exc}")
+        return EXIT_BAD_INPUT
+    if args.format == "csv":
+        writer = csv.writer(sys.stdout)
+        writer.writerow(names)
+        writer.writerows(rows)
+    elif args.format == "json":
+        sys.stdout.write(json.dumps([dict(zip(names, r)) for r in rows], default=str, indent=2) + "\n")
+    else:
+        table = Table()
+        for name in names:
+            table.add_column(escape(name), overflow="fold")
+        for row in rows:
+            table.add_row(*(escape(sql_cell(v)) for v in row))
+        console.print(table)
+        console.print(f"[dim]{len(rows)} row(s)[/dim]")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace, console: Console) -> int:
+    import duckdb
+
+    db = existing_db(args.db, console)
+    if db is None:
+        return EXIT_BAD_INPUT
+    out = Path(args.parquet)
+    out.mkdir(parents=True, exist_ok=True)
+    with duckdb.connect(str(db), read_only=True) as con:
+        names = [r[0] for r in con.execute(
+            "select table_name from information_schema.tables where table_schema = 'main' order by 1").fetchall()]
+        for name in names:
+            target = out / f"{name}.parquet"
+            con.execute(f"copy (select * from \"{name}\") to '{target.as_posix()}' (format parquet)")
+    console.print(f"wrote {len(names)} table(s) and view(s) to {escape(str(out))}: {', '.join(names)}",
+                  highlight=False)
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace, console: Console) -> int:
+    from suite.store import SCHEMA_VERSION, Store, StoreError
+    from suite.store.migrate import migrate
+
+    store = Store(Path(args.db))
+    if not store.path.is_file():
+        print_error(console, f"no results database at {store.path}")
+        return EXIT_BAD_INPUT
+    try:
+        found = store.schema_version()
+        if found == SCHEMA_VERSION:
+            console.print(f"{escape(str(store.path))} already has results schema version {SCHEMA_VERSION}",
+                          highlight=False)
+            return 0
+        backup = migrate(store)
+        store.init()
+    except StoreError as exc:
+        print_error(console, str(exc))
+        return EXIT_BAD_INPUT
+    console.print(f"migrated {escape(str(store.path))} from schema {found} to {SCHEMA_VERSION} (backup: "
+                  f"{escape(backup)}). Its SAEs are kept; their scores are history until its spec is run again, which "
+                  f"rescores them under SAEBench's conventions without retraining.", highlight=False)
+    return 0
+
+
+def cmd_tui(args: argparse.Namespace, console: Console) -> int:
+    from tui.app import run_tui
+
+    return run_tui(args.db)

@@ -1,0 +1,120 @@
+"""Commands that read a spec: validate, plan, run."""
+
+from __future__ import annotations
+
+import argparse
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from suite.cli.common import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, print_error, print_spec_errors
+from suite.spec import Spec, SpecError, load_spec
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    for name, helptext, func in (("validate", "check a spec; runs nothing", cmd_validate),
+                                 ("plan", "what a run would train and score; runs nothing", cmd_plan),
+                                 ("run", "train and score what the results file lacks, store it, print tables",
+                                  cmd_run)):
+        p = sub.add_parser(name, help=helptext)
+        p.add_argument("spec", help="path to a spec TOML file, e.g. specs/demo.toml")
+        if name != "validate":
+            p.add_argument("--db", help="results DuckDB file (default: the spec's [suite].db)")
+        if name == "run":
+            p.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"],
+                           help="override the spec's [suite].device")
+        p.set_defaults(func=func)
+
+
+def _declared(path: str, console: Console):
+    from suite.plan import declared_saes
+
+    try:
+        spec = load_spec(path)
+        return spec, declared_saes(spec)
+    except SpecError as exc:
+        print_spec_errors(exc, console)
+        return None
+
+
+def cmd_validate(args: argparse.Namespace, console: Console) -> int:
+    loaded = _declared(args.spec, console)
+    if loaded is None:
+        return EXIT_BAD_INPUT
+    spec, declared = loaded
+    console.print(f"[green]ok[/green] {escape(str(spec.path))}: suite {spec.name!r}, {len(declared)} SAE(s)",
+                  highlight=False)
+    return 0
+
+
+def cmd_plan(args: argparse.Namespace, console: Console) -> int:
+    from suite.grid import score_tasks
+    from suite.plan import plan
+    from suite.store import Store, StoreError
+
+    loaded = _declared(args.spec, console)
+    if loaded is None:
+        return EXIT_BAD_INPUT
+    spec, declared = loaded
+    db = spec.db_path(args.db)
+    store = Store(db) if db.is_file() else None
+    try:
+        if store is not None:
+            store.check_schema()
+        planned = plan(spec, declared, store)
+    except StoreError as exc:
+        print_error(console, str(exc))
+        return EXIT_BAD_INPUT
+    tasks = score_tasks(spec)
+    table = Table(title=f"{spec.name}: {len(planned)} SAE(s) -> {db}", title_justify="left")
+    for name in ("sae", "model", "model id", "hook", "layer", "arch", "k", "latents", "lr", "train tokens", "state"):
+        table.add_column(name, justify="right" if name in ("layer", "k", "latents", "train tokens") else "left",
+                         overflow="fold")
+    for p in planned:
+        ref = p.declared.ref
+        t, s = ref.train, ref.sae
+        state = p.state + (f" ({', '.join(task.name for task in p.missing)})" if p.missing else "")
+        if p.note:
+            state += f"; {p.note}"
+        table.add_row(ref.sae_id, escape(ref.model.name), escape(ref.model.id), ref.hook, str(ref.layer),
+                      s.arch if s else escape(p.declared.label or "imported"),
+                      str(s.k) if s and "k" in s.identity() else "", str(s.latents) if s else "",
+                      f"{t.lr:g}" if t else "", f"{t.tokens:,}" if t else "", escape(state))
+    console.print(table)
+    counts = {state: sum(p.state == state for p in planned) for state in ("to train", "to import", "to score", "done")}
+    streams = {(p.declared.ref.model, p.declared.ref.train) for p in planned if p.state == "to train"}
+    console.print(
+        f"{counts['to train']} to train in {len(streams)} training stream(s) (SAEs sharing a model and stream "
+        f"train from one forward pass), {counts['to import']} to import, {counts['to score']} to score, "
+        f"{counts['done']} done. Evals: {', '.join(task.name for task in tasks)}.", highlight=False)
+    return 0
+
+
+def cmd_run(args: argparse.Namespace, console: Console) -> int:
+    from suite.runner import run_spec
+    from suite.store import Store, StoreError
+    from suite.tables import model_tables
+
+    try:
+        spec = load_spec(args.spec)
+        outcome = run_spec(spec, args.db, args.device, console)
+    except SpecError as exc:
+        print_spec_errors(exc, console)
+        return EXIT_BAD_INPUT
+    except StoreError as exc:
+        print_error(console, str(exc))
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted[/yellow]: finished SAEs and scores are stored; run again to resume")
+        return EXIT_INTERRUPTED
+    for table in model_tables(Store(outcome.db_path), outcome.sae_ids):
+        console.print(table)
+    console.print(
+        f"run {outcome.run_id}: {outcome.trained} SAE(s) trained or imported, {outcome.scored} score(s) computed, "
+        f"{sum(p.state == 'done' for p in outcome.planned)} SAE(s) already done, {outcome.failed} failure(s) "
+        f"-> {escape(str(outcome.db_path))}", highlight=False)
+    return EXIT_FAILED if outcome.failed else 0
+
+
+__all__ = ["Spec", "cmd_plan", "cmd_run", "cmd_validate", "register"]

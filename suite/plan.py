@@ -1,0 +1,113 @@
+"""Planning: what a spec run must do, given what the results file already holds.
+
+Per SAE of the spec: train it (or import it) when the file has no finished SAE under its key or
+its checkpoint is gone; score it on every eval whose score (SAE key + eval settings + metric
+version) the file lacks; otherwise it is done. So adding an eval scores existing SAEs only and
+renaming an alias re-runs nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from suite.grid import DeclaredSae, imported_saes, score_tasks, trained_saes
+from suite.jobs import Job, ScoreTask
+from suite.spec import Spec, SpecError
+from suite.store import Store
+
+TO_TRAIN, TO_IMPORT, TO_SCORE, DONE = "to train", "to import", "to score", "done"
+
+
+@dataclass(frozen=True)
+class PlannedSae:
+    declared: DeclaredSae
+    state: str  # to train | to import | to score | done
+    missing: tuple[ScoreTask, ...]  # score tasks the file lacks
+    checkpoint: str | None = None
+    note: str = ""  # e.g. why an SAE marked done is trained again
+
+    @property
+    def key(self) -> str:
+        return self.declared.ref.key
+
+    def job(self, log_every: int) -> Job | None:
+        if self.state == DONE:
+            return None
+        return Job(self.declared.ref, train=self.state == TO_TRAIN, scores=self.missing, checkpoint=self.checkpoint,
+                   log_every=log_every, label=self.declared.label)
+
+
+def check_layers(spec: Spec, declared: list[DeclaredSae]) -> list[str]:
+    """Layers beyond a model's depth, where the depth can be read without loading weights.
+
+    Reads only configs (built-in recipes, local or cached config.json); a model whose config
+    cannot be reached offline is checked at run time instead.
+    """
+    from harness.models import model_depth  # the harness is imported lazily: config only
+
+    depths: dict[str, int | None] = {}
+    too_deep: dict[str, tuple[set[int], set[str]]] = {}  # field -> (layers, "models.X (id) has N, 0..N-1")
+    for item in declared:
+        model = item.ref.model
+        if model.name not in depths:
+            depths[model.name] = model_depth(model)
+        depth = depths[model.name]
+        if depth is not None and item.ref.layer >= depth:
+            where = f"saes.{item.label}.layer" if item.label else "grid.layers"
+            layers, models = too_deep.setdefault(where, (set(), set()))
+            layers.add(item.ref.layer)
+            models.add(f"models.{model.name} ({model.id}) has {depth}, 0..{depth - 1}")
+    return [f"{where}: {', '.join(map(str, sorted(layers)))} out of range: {'; '.join(sorted(models))}"
+            for where, (layers, models) in sorted(too_deep.items())]
+
+
+def resolve_imports(spec: Spec, declared: list[DeclaredSae]) -> list[DeclaredSae]:
+    """Imported SAEs with their identity fixed by the digest of their files."""
+    if not declared:
+        return []
+    from harness.formats import resolve
+
+    resolved, problems = [], []
+    for item in declared:
+        assert item.ref.source is not None
+        try:
+            resolved.append(replace(item, ref=replace(item.ref, source=resolve(item.ref.source))))
+        except Exception as exc:
+            problems.append(f"saes.{item.label}.source: {exc}")
+    if problems:
+        raise SpecError(spec.path, problems)
+    return resolved
+
+
+def declared_saes(spec: Spec) -> list[DeclaredSae]:
+    """Every SAE of the spec, validated against what can be checked offline (raises SpecError)."""
+    trained = trained_saes(spec)
+    imported = imported_saes(spec)
+    problems = check_layers(spec, trained + imported)
+    if problems:
+        raise SpecError(spec.path, problems)
+    return trained + resolve_imports(spec, imported)
+
+
+def plan(spec: Spec, declared: list[DeclaredSae], store: Store | None) -> list[PlannedSae]:
+    tasks = score_tasks(spec)
+    keys = [d.ref.key for d in declared]
+    saes = store.sae_states(keys) if store is not None else {}
+    score_keys = [t.key(k) for k in keys for t in tasks]
+    scores = store.score_states(score_keys) if store is not None else {}
+    planned = []
+    for item in declared:
+        key = item.ref.key
+        status, checkpoint = saes.get(key, (None, None))
+        missing = tuple(t for t in tasks if scores.get(t.key(key)) != "done")
+        note = ""
+        if status == "done" and item.ref.trained_here and not (checkpoint and Path(checkpoint).exists()):
+            status, note = None, f"its checkpoint {checkpoint} is missing"
+            missing = tasks
+        if status == "done":
+            state = TO_SCORE if missing else DONE
+        else:
+            state = TO_TRAIN if item.ref.trained_here else TO_IMPORT
+        planned.append(PlannedSae(item, state, missing, checkpoint if status == "done" else None, note))
+    return planned

@@ -1,0 +1,143 @@
+"""Migration of results files written by earlier sae-bench versions.
+
+Schema 2 (one `jobs` table: an SAE and its scores under one key that hashed the model alias and
+the eval set, and scores computed before SAEBench's conventions) becomes schema 3:
+- each job becomes an SAE under its new key (what determines its weights), keeping its
+  checkpoint, training curve and timings, so nothing is retrained;
+- its metrics become scores of metric version `core-1`: kept as history, never shown as current
+  (the views and reports show current metric versions only), so the next run rescores the SAE
+  under SAEBench's conventions instead of silently mixing conventions;
+- its gates are dropped (they judged the old numbers); the next run gates the new scores.
+The whole migration is one transaction after a byte copy of the file, so a crash leaves the
+original intact, and the copy stays beside it.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+from suite.jobs import SAE_KEY_VERSION, digest
+from suite.store.schema import SCHEMA_VERSION, TABLES, views
+from suite.store.store import insert_many
+
+if TYPE_CHECKING:
+    from suite.store.store import Store
+
+LEGACY_CORE_VERSION = "core-1"
+_TOPK_FIELDS = ("arch", "latents", "k", "aux_k", "aux_coef", "dead_tokens")
+
+
+def backup_path(store: "Store", found: int):
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    return store.path.with_name(f"{store.path.name}.schema{found}-{stamp}.bak")
+
+
+def migrate(store: "Store") -> str:
+    """Migrate `store`'s file to the current schema in place; returns the backup's path."""
+    from suite.store.store import StoreError
+
+    found = store.schema_version()
+    if found == SCHEMA_VERSION:
+        return ""
+    if found != 2:
+        raise StoreError(f"{store.path} has results schema version {found}, which this sae-bench cannot migrate "
+                         f"(it migrates version 2 only): run its spec into a new file with --db")
+    backup = backup_path(store, found)
+    shutil.copy2(store.path, backup)
+    wal = store.path.with_name(store.path.name + ".wal")
+    if wal.exists():
+        shutil.copy2(wal, backup.with_name(backup.name + ".wal"))
+    with store.transaction() as con:
+        _from_v2(con)
+    return str(backup)
+
+
+def _rows(con, sql: str) -> list[dict[str, Any]]:
+    cursor = con.execute(sql)
+    names = [d[0] for d in cursor.description]
+    return [dict(zip(names, row)) for row in cursor.fetchall()]
+
+
+def sae_identity_from_v2(settings: dict[str, Any]) -> dict[str, Any]:
+    """The schema-3 identity of a schema-2 job (a TopK SAE on the residual stream)."""
+    model = settings["model"]
+    return {
+        "version": SAE_KEY_VERSION,
+        "model": {"id": model["id"], "revision": model.get("revision"), "dtype": model.get("dtype", "auto")},
+        "hook": "resid_post",
+        "layer": settings["layer"],
+        "train": settings["train"],
+        "sae": {name: settings["sae"][name] for name in _TOPK_FIELDS if name in settings["sae"]},
+    }
+
+
+def _from_v2(con) -> None:
+    jobs = _rows(con, "select * from jobs")
+    metrics = _rows(con, "select * from metrics")
+    notes = _rows(con, "select * from metric_notes")
+    train_log = _rows(con, "select * from train_log")
+    runs = _rows(con, "select * from runs")
+    for view in ("health", "layer_summary"):
+        con.execute(f"drop view if exists {view}")
+    for table in ("gates", "metric_notes", "metrics", "train_log", "jobs", "runs"):
+        con.execute(f"drop table if exists {table}")
+    con.execute(TABLES)
+    con.execute("insert or replace into meta values ('schema_version', ?)", [str(SCHEMA_VERSION)])
+    con.execute("insert or replace into meta values ('migrated_from', '2')")
+    for run in runs:
+        con.execute(
+            """insert into runs (run_id, suite, spec_path, spec_toml, started_at, finished_at, status, device, host,
+               user_name, saes_planned, saes_to_train) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+            [run["run_id"], run["suite"], run["spec_path"], run["spec_toml"], run["started_at"], run["finished_at"],
+             "interrupted" if run["status"] == "running" else run["status"], run["device"], run["host"],
+             run["user_name"], run["jobs_planned"], (run["jobs_planned"] or 0) - (run["jobs_skipped"] or 0)])
+    sae_ids: dict[str, str] = {}
+    scores: dict[tuple[str, str], str] = {}
+    for job in jobs:
+        settings = json.loads(job["settings"])
+        identity = sae_identity_from_v2(settings)
+        key = digest(identity)
+        sae_ids[job["job_id"]] = key[:12]
+        status = {"running": "interrupted", "pending": "interrupted"}.get(job["status"], job["status"])
+        con.execute(
+            """insert into saes (sae_id, sae_key, source, suite, model, model_id, model_revision,
+               model_dtype, hook, hook_name, layer, arch, k, latents, lr, batch_size, ctx_len, train_tokens, seed,
+               train_dataset, settings, status, error, run_id, started_at, finished_at, train_seconds,
+               tokens_per_second, checkpoint_path)
+               values (?, ?, 'trained', ?, ?, ?, ?, ?, 'resid_post', null, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,
+                       ?, ?, ?, ?)""",
+            [key[:12], key, job["suite"], job["model"], job["model_id"], identity["model"]["revision"],
+             identity["model"]["dtype"], job["layer"], job["arch"], job["k"], job["latents"], job["lr"],
+             job["batch_size"], job["ctx_len"], job["train_tokens"], job["seed"], job["train_dataset"],
+             json.dumps(identity), status, job["error"], job["run_id"], job["started_at"], job["finished_at"],
+             job["train_seconds"], job["tokens_per_second"], job["checkpoint_path"]])
+        evals = {e["name"]: e for e in settings.get("evals", [])}
+        for eval_name in sorted({m["eval_name"] for m in metrics if m["job_id"] == job["job_id"]}):
+            score_key = digest({"migrated_v2_job": job["job_key"], "eval": eval_name})
+            scores[(job["job_id"], eval_name)] = score_key[:12]
+            con.execute(
+                """insert into scores (score_id, score_key, sae_id, eval_name, eval_kind, eval_dataset, eval_settings,
+                   metric_version, status, run_id, finished_at) values (?, ?, ?, ?, 'core', ?, ?, ?, 'done', ?, ?)""",
+                [score_key[:12], score_key, key[:12], eval_name,
+                 _dataset_label(evals.get(eval_name, {}).get("dataset")),
+                 json.dumps({"migrated_from_schema": 2, "settings": evals.get(eval_name)}), LEGACY_CORE_VERSION,
+                 job["run_id"], job["finished_at"]])
+    insert_many(con, "insert or replace into metrics values (?, ?, ?, ?, ?)",
+                    [[scores[(m["job_id"], m["eval_name"])], m["metric"], m["value"], m["ci_low"], m["ci_high"]]
+                     for m in metrics if (m["job_id"], m["eval_name"]) in scores])
+    insert_many(con, "insert or replace into metric_notes values (?, ?, ?)",
+                    [[scores[(n["job_id"], n["eval_name"])], n["metric"], n["reason"]]
+                     for n in notes if (n["job_id"], n["eval_name"]) in scores])
+    insert_many(con, "insert or replace into train_log values (?, ?, ?, ?, ?, ?, ?)",
+                    [[sae_ids[r["job_id"]], r["step"], r["tokens"], r["loss"], r["fvu"], r["l0"], r["dead_fraction"]]
+                     for r in train_log if r["job_id"] in sae_ids])
+    con.execute(views())
+
+
+def _dataset_label(dataset: dict | None) -> str | None:
+    if not dataset:
+        return None
+    return ":".join(p for p in (dataset.get("path"), dataset.get("name"), dataset.get("split")) if p)

@@ -1,0 +1,370 @@
+"""The results store: one DuckDB file per spec, queried directly with SQL by users.
+
+DuckDB lets one process hold a file for writing and then no other process may open it, so the
+store never keeps the file open: each write is one short transaction on a fresh connection, and
+a reader (the TUI, `duckdb` CLI) can get in between writes. A held lock is retried for a while.
+An SAE is `done` only in the transaction that records its checkpoint; a score exists only in the
+transaction that writes all its metrics, histograms and gates.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import platform
+import random
+import shutil
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict
+from datetime import datetime, timezone
+from pathlib import Path
+
+import duckdb
+
+from suite.health import GatePolicy, GateResult
+from suite.jobs import Job, ScoreResult, ScoreTask, TrainLogRow, TrainResult
+from suite.store.schema import SCHEMA_VERSION, TABLES, views
+
+LOCK_WAIT_SECONDS = 60.0
+
+# the policy applied to one score, and its verdicts
+GateVerdict = tuple[GatePolicy, list[GateResult]]
+
+
+class StoreError(RuntimeError):
+    pass
+
+
+class OldSchema(StoreError):
+    """A results file written by an earlier sae-bench: migrate it (`sae-bench migrate FILE`)."""
+
+    def __init__(self, path: Path, found: int):
+        self.found = found
+        super().__init__(
+            f"{path} was written with results schema version {found}; this sae-bench uses version "
+            f"{SCHEMA_VERSION}. Migrate it with `sae-bench migrate {path}` (a backup is kept; SAEs are kept and "
+            f"rescored, nothing is retrained), or run its spec again, which migrates it the same way.")
+
+
+def _now() -> datetime:
+    """Naive UTC: DuckDB `timestamp` columns read back in Python without extra packages."""
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def _is_lock_error(exc: Exception) -> bool:
+    return "lock" in str(exc).lower()
+
+
+class Store:
+    """`lock_wait`: how long to wait for another process's lock. `snapshot_on_lock` (readers such
+    as the TUI): after that wait, read a private copy of the file instead of failing, and set
+    `last_read_was_snapshot`, so a process that holds the file for long cannot freeze a reader."""
+
+    def __init__(self, path: str | Path, lock_wait: float = LOCK_WAIT_SECONDS, snapshot_on_lock: bool = False):
+        self.path = Path(path)
+        self.lock_wait = lock_wait
+        self.snapshot_on_lock = snapshot_on_lock
+        self.last_read_was_snapshot = False
+
+    # ------------------------------------------------------------------ connections
+
+    @contextmanager
+    def _connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+        deadline = time.monotonic() + self.lock_wait
+        snapshot_dir = None
+        while True:
+            try:
+                con = duckdb.connect(str(self.path), read_only=read_only)
+                break
+            except duckdb.IOException as exc:
+                if not _is_lock_error(exc):
+                    raise
+                if time.monotonic() > deadline:
+                    if not (read_only and self.snapshot_on_lock):
+                        raise
+                    snapshot_dir, con = self._snapshot()
+                    break
+                time.sleep(0.05 + random.random() * 0.2)
+        if read_only:
+            self.last_read_was_snapshot = snapshot_dir is not None
+        try:
+            yield con
+        finally:
+            con.close()
+            if snapshot_dir is not None:
+                shutil.rmtree(snapshot_dir, ignore_errors=True)
+
+    def _snapshot(self) -> tuple[Path, duckdb.DuckDBPyConnection]:
+        """Copy the file (and its WAL) aside and open the copy: what the writer had committed."""
+        directory = Path(tempfile.mkdtemp(prefix="sae-bench-snapshot-"))
+        copy = directory / self.path.name
+        shutil.copy2(self.path, copy)
+        wal = self.path.with_name(self.path.name + ".wal")
+        if wal.exists():
+            shutil.copy2(wal, copy.with_name(copy.name + ".wal"))
+        return directory, duckdb.connect(str(copy))
+
+    @contextmanager
+    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        with self._connect() as con:
+            con.execute("begin transaction")
+            try:
+                yield con
+            except BaseException:
+                con.execute("rollback")
+                raise
+            con.execute("commit")
+
+    def query(self, sql: str, params: list | None = None) -> list[tuple]:
+        with self._connect(read_only=True) as con:
+            return con.execute(sql, params or []).fetchall()
+
+    def query_dicts(self, sql: str, params: list | None = None) -> list[dict]:
+        with self._connect(read_only=True) as con:
+            cursor = con.execute(sql, params or [])
+            names = [d[0] for d in cursor.description]
+            return [dict(zip(names, row)) for row in cursor.fetchall()]
+
+    def init(self) -> None:
+        """Create the schema in a new file, migrate a file of an older schema (after a backup),
+        refuse one of a newer schema."""
+        from suite.store.migrate import migrate
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        found = self.schema_version() if self.path.exists() else None
+        if found is not None and found < SCHEMA_VERSION:
+            migrate(self)
+            found = self.schema_version()
+        with self.transaction() as con:
+            if found is not None:
+                self._check_version(con)
+            con.execute(TABLES)
+            con.execute("insert or ignore into meta values ('schema_version', ?)", [str(SCHEMA_VERSION)])
+            con.execute(views())
+
+    def schema_version(self) -> int | None:
+        """The file's schema version; 1 for files from before versioning; None for an empty file."""
+        with self._connect(read_only=True) as con:
+            tables = {r[0] for r in con.execute(
+                "select table_name from information_schema.tables where table_schema = 'main'").fetchall()}
+            if not tables:
+                return None
+            if "meta" not in tables:
+                return 1
+            row = con.execute("select value from meta where key = 'schema_version'").fetchone()
+        try:
+            return int(row[0]) if row else 1
+        except ValueError:
+            raise StoreError(f"{self.path}: unreadable schema version {row[0]!r}") from None
+
+    def check_schema(self) -> None:
+        """For readers: a clear error for a missing file or another schema version."""
+        if not self.path.is_file():
+            raise StoreError(f"no results database at {self.path}")
+        with self._connect(read_only=True) as con:
+            self._check_version(con)
+
+    def _check_version(self, con: duckdb.DuckDBPyConnection) -> None:
+        try:
+            row = con.execute("select value from meta where key = 'schema_version'").fetchone()
+        except duckdb.CatalogException:
+            row = None
+        found = int(row[0]) if row and str(row[0]).isdigit() else 1
+        if found < SCHEMA_VERSION:
+            raise OldSchema(self.path, found)
+        if found > SCHEMA_VERSION:
+            raise StoreError(f"{self.path} was written by a newer sae-bench (results schema version {found}; this "
+                             f"one reads version {SCHEMA_VERSION}): upgrade sae-bench to read it")
+
+    # ------------------------------------------------------------------ runs
+
+    def start_run(self, suite: str, spec_path: str, spec_toml: str, device: str, planned: int, to_train: int,
+                  to_score: int, provenance: dict[str, str]) -> str:
+        run_id = _now().strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+        columns = ["run_id", "suite", "spec_path", "spec_toml", "started_at", "status", "device", "host",
+                   "user_name", "pid", "saes_planned", "saes_to_train", "scores_to_run", *provenance]
+        values = [run_id, suite, spec_path, spec_toml, _now(), "running", device, platform.node(), _user(),
+                  os.getpid(), planned, to_train, to_score, *provenance.values()]
+        with self.transaction() as con:
+            con.execute(f"insert into runs ({', '.join(columns)}) values ({', '.join('?' * len(values))})", values)
+        return run_id
+
+    def set_run_device(self, run_id: str, device_name: str) -> None:
+        with self.transaction() as con:
+            con.execute("update runs set device_name = ? where run_id = ?", [device_name, run_id])
+
+    def finish_run(self, run_id: str, status: str) -> None:
+        with self.transaction() as con:
+            con.execute("update runs set status = ?, finished_at = ? where run_id = ?", [status, _now(), run_id])
+
+    # ------------------------------------------------------------------ SAEs
+
+    def sae_states(self, keys: list[str]) -> dict[str, tuple[str, str | None]]:
+        """sae_key -> (status, checkpoint_path) for the SAEs the file knows."""
+        if not keys:
+            return {}
+        rows = self.query("select sae_key, status, checkpoint_path from saes where sae_key in (select unnest(?))",
+                          [keys])
+        return {key: (status, path) for key, status, path in rows}
+
+    def score_states(self, keys: list[str]) -> dict[str, str]:
+        if not keys:
+            return {}
+        return dict(self.query("select score_key, status from scores where score_key in (select unnest(?))", [keys]))
+
+    def relabel(self, suite: str, labels: list[tuple[str, str, str | None]]) -> None:
+        """(sae_key, model alias, label): aliases are labels, so a renamed alias updates them."""
+        with self.transaction() as con:
+            insert_many(con, "update saes set suite = ?, model = ?, label = ? where sae_key = ?",
+                            [[suite, alias, label, key] for key, alias, label in labels])
+
+    def register_saes(self, run_id: str, suite: str, jobs: list[Job]) -> None:
+        """Record SAEs about to be trained or imported as pending; an earlier unfinished attempt
+        loses its partial rows (its scores and training curve)."""
+        with self.transaction() as con:
+            for job in jobs:
+                sae_id = job.sae_id
+                con.execute("delete from train_log where sae_id = ?", [sae_id])
+                _delete_scores(con, "sae_id = ?", [sae_id])
+                con.execute("delete from saes where sae_id = ?", [sae_id])
+                ref = job.sae
+                t, s = ref.train, ref.sae
+                con.execute(
+                    """insert into saes (sae_id, sae_key, source, suite, model, label, model_id, model_revision,
+                       model_dtype, hook, layer, arch, k, latents, lr, batch_size, ctx_len, train_tokens, seed,
+                       train_dataset, settings, status, run_id)
+                       values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?)""",
+                    [sae_id, job.key, ref.source.label() if ref.source else "trained", suite, ref.model.name,
+                     job.label or None, ref.model.id, ref.model.revision, ref.model.dtype, ref.hook, ref.layer,
+                     s.arch if s else None, s.k if s and "k" in s.identity() else None, s.latents if s else None,
+                     t.lr if t else None, t.batch_size if t else None, t.ctx_len if t else None,
+                     t.tokens if t else None, t.seed if t else None, t.dataset.label() if t else None,
+                     json.dumps(ref.identity(), default=str), run_id])
+
+    def mark_sae_running(self, job: Job) -> None:
+        with self.transaction() as con:
+            con.execute("update saes set status = 'running', started_at = ?, error = null where sae_id = ?",
+                        [_now(), job.sae_id])
+
+    def mark_sae_failed(self, job: Job, error: str, status: str = "failed") -> None:
+        with self.transaction() as con:
+            con.execute("update saes set status = ?, error = ?, finished_at = ? where sae_id = ?",
+                        [status, error, _now(), job.sae_id])
+
+    def sae_ready(self, job: Job, result: TrainResult) -> None:
+        """The SAE's weights exist (trained and checkpointed, or imported): it is `done`."""
+        with self.transaction() as con:
+            con.execute(
+                """update saes set status = 'done', error = null, finished_at = ?, checkpoint_path = ?, d_model = ?,
+                   train_seconds = ?, tokens_per_second = ?, weights_sha256 = ?, model_sha = ?, train_fingerprint = ?,
+                   device_name = ?, hook_name = coalesce(?, hook_name), arch = coalesce(?, arch),
+                   k = coalesce(?, k), latents = coalesce(?, latents) where sae_id = ?""",
+                [_now(), result.checkpoint_path, result.d_model, result.train_seconds, result.tokens_per_second,
+                 result.weights_sha256, result.model_sha, result.train_fingerprint, result.device_name,
+                 result.hook_name, result.arch, result.k, result.latents, job.sae_id])
+
+    def add_train_log(self, job: Job, rows: list[TrainLogRow]) -> None:
+        with self.transaction() as con:
+            insert_many(con, "insert or replace into train_log values (?, ?, ?, ?, ?, ?, ?)",
+                            [[job.sae_id, *asdict(r).values()] for r in rows])
+
+    # ------------------------------------------------------------------ scores
+
+    def finish_score(self, run_id: str, job: Job, task: ScoreTask, result: ScoreResult,
+                     gates: GateVerdict) -> str:
+        """Score row, metrics, notes, histogram, letters and gates land together or not at all."""
+        key = task.key(job.key)
+        score_id = key[:12]
+        with self.transaction() as con:
+            _delete_scores(con, "score_key = ?", [key])
+            con.execute(
+                """insert into scores (score_id, score_key, sae_id, eval_name, eval_kind, eval_dataset, eval_settings,
+                   metric_version, status, run_id, finished_at, seconds, dataset_fingerprint, device_name, warning)
+                   values (?, ?, ?, ?, ?, ?, ?, ?, 'done', ?, ?, ?, ?, ?, ?)""",
+                [score_id, key, job.sae_id, task.name, task.kind, task.dataset_label,
+                 json.dumps(task.identity(), default=str), task.identity()["metric_version"], run_id, _now(),
+                 result.seconds, result.dataset_fingerprint, result.device_name, result.warning])
+            insert_many(con, "insert into metrics values (?, ?, ?, ?, ?)",
+                            [[score_id, metric, value, *result.intervals.get(metric, (None, None))]
+                             for metric, value in result.metrics.items()])
+            insert_many(con, "insert into metric_notes values (?, ?, ?)",
+                            [[score_id, metric, reason] for metric, reason in result.notes.items()])
+            insert_many(con, "insert into latent_density values (?, ?, ?, ?, ?)",
+                            [[score_id, -1 if b.log10_low is None else i, b.log10_low, b.log10_high, b.latents]
+                             for i, b in enumerate(result.density)])
+            insert_many(con, "insert into absorption_letters values (?, ?, ?, ?, ?, ?, ?, ?)",
+                            [[score_id, *asdict(row).values()] for row in result.letters])
+            _write_gates(con, score_id, gates)
+        return score_id
+
+    def fail_score(self, run_id: str, job: Job, task: ScoreTask, error: str) -> None:
+        key = task.key(job.key)
+        with self.transaction() as con:
+            _delete_scores(con, "score_key = ?", [key])
+            con.execute(
+                """insert into scores (score_id, score_key, sae_id, eval_name, eval_kind, eval_dataset, eval_settings,
+                   metric_version, status, error, run_id, finished_at)
+                   values (?, ?, ?, ?, ?, ?, ?, ?, 'failed', ?, ?, ?)""",
+                [key[:12], key, job.sae_id, task.name, task.kind, task.dataset_label,
+                 json.dumps(task.identity(), default=str), task.identity()["metric_version"], error, run_id, _now()])
+
+    def current_scores(self, sae_ids: list[str]) -> list[dict]:
+        """The current score of each (SAE, eval) among `sae_ids`, with its metrics and notes."""
+        if not sae_ids:
+            return []
+        scores = self.query_dicts("select score_id, sae_id, eval_name from current_scores "
+                                  "where sae_id in (select unnest(?))", [sae_ids])
+        ids = [s["score_id"] for s in scores]
+        values: dict[str, dict[str, float]] = {}
+        for score_id, metric, value in self.query(
+                "select score_id, metric, value from metrics where score_id in (select unnest(?))", [ids]):
+            values.setdefault(score_id, {})[metric] = value
+        notes: dict[str, dict[str, str]] = {}
+        for score_id, metric, reason in self.query(
+                "select score_id, metric, reason from metric_notes where score_id in (select unnest(?))", [ids]):
+            notes.setdefault(score_id, {})[metric] = reason
+        return [{**s, "metrics": values.get(s["score_id"], {}), "notes": notes.get(s["score_id"], {})}
+                for s in scores]
+
+    def replace_gates(self, score_id: str, gates: GateVerdict) -> None:
+        """Re-gate a score (thresholds changed in the spec); its metrics stay as they are."""
+        with self.transaction() as con:
+            con.execute("delete from gates where score_id = ?", [score_id])
+            _write_gates(con, score_id, gates)
+
+
+SCORE_TABLES = ("metrics", "metric_notes", "latent_density", "absorption_letters", "gates")
+
+
+def _delete_scores(con: duckdb.DuckDBPyConnection, where: str, params: list) -> None:
+    ids = [r[0] for r in con.execute(f"select score_id from scores where {where}", params).fetchall()]
+    if not ids:
+        return
+    for table in SCORE_TABLES:
+        con.execute(f"delete from {table} where score_id in (select unnest(?))", [ids])
+    con.execute("delete from scores where score_id in (select unnest(?))", [ids])
+
+
+def _write_gates(con: duckdb.DuckDBPyConnection, score_id: str, gates: GateVerdict) -> None:
+    policy, verdicts = gates
+    insert_many(con, 
+        "insert or replace into gates values (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [[score_id, g.threshold.metric, g.threshold.op, g.threshold.min, g.threshold.max, g.value, g.passed,
+          g.reason or None, policy.allow_fail] for g in verdicts])
+
+
+def insert_many(con: duckdb.DuckDBPyConnection, sql: str, rows: list) -> None:
+    if rows:  # DuckDB refuses an empty parameter list
+        con.executemany(sql, rows)
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # no user name in some containers
+        return ""
