@@ -107,32 +107,40 @@ def fit_logistic_balanced(x: torch.Tensor, y: torch.Tensor, tol: float = 1e-10,
     penalty = torch.ones(k + 1, dtype=torch.float64, device=device)
     penalty[-1] = 0.0  # intercept not penalised
 
-    def objective(theta: torch.Tensor) -> torch.Tensor:
-        logits = torch.einsum("cnk,ck->cn", z, theta)
+    def logits_of(theta: torch.Tensor) -> torch.Tensor:
+        return torch.bmm(z, theta[:, :, None])[..., 0]
+
+    def objective(logits: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
         losses = torch.nn.functional.binary_cross_entropy_with_logits(logits, t, reduction="none")
         return (s * losses).sum(1) + 0.5 * (penalty * theta.pow(2)).sum(1)
 
     theta = torch.zeros(c, k + 1, dtype=torch.float64, device=device)
-    value = objective(theta)
+    logits = logits_of(theta)
+    value = objective(logits, theta)
+    eye = torch.eye(k + 1, dtype=torch.float64, device=device)
     for _ in range(max_iter):
-        p = torch.sigmoid(torch.einsum("cnk,ck->cn", z, theta))
-        gradient = torch.einsum("cnk,cn->ck", z, s * (p - t)) + penalty * theta
+        p = torch.sigmoid(logits)
+        gradient = torch.bmm((s * (p - t))[:, None, :], z)[:, 0] + penalty * theta
         if float(gradient.abs().max()) <= tol * max(1.0, n):
             break
-        hessian = torch.einsum("cnk,cn,cnj->ckj", z, s * p * (1 - p), z) + torch.diag(penalty)
-        hessian = hessian + 1e-12 * torch.eye(k + 1, dtype=torch.float64, device=device)
+        curvature = s * p * (1 - p)
+        hessian = torch.bmm(z.transpose(1, 2) * curvature[:, None, :], z) + torch.diag(penalty) + 1e-12 * eye
         step = torch.linalg.solve(hessian, gradient[..., None])[..., 0]
+        decrease = (gradient * step).sum(1)  # the Newton decrement squared
+        slack = 1e-12 * value.abs().clamp_min(1)  # what float64 can resolve in the objective
+        if bool((decrease <= slack).all()):
+            break  # converged as far as the objective can tell
         # backtracking line search per problem (Armijo), so the iteration never diverges
         size = torch.ones(c, 1, dtype=torch.float64, device=device)
-        decrease = (gradient * step).sum(1)
         for _ in range(40):
             candidate = theta - size * step
-            new_value = objective(candidate)
-            ok = new_value <= value - 1e-4 * size[:, 0] * decrease
+            new_logits = logits_of(candidate)
+            new_value = objective(new_logits, candidate)
+            ok = new_value <= value - 1e-4 * size[:, 0] * decrease + slack
             if bool(ok.all()):
                 break
             size = torch.where(ok[:, None], size, size / 2)
-        theta, value = candidate, new_value
+        theta, logits, value = candidate, new_logits, new_value
     return theta[:, :k].float(), theta[:, k].float()
 
 
