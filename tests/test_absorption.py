@@ -306,6 +306,18 @@ def test_na_is_decided_before_any_sae_work():
     assert sum(r.probe_f1 > 0.6 for r in outcome.letters) < 20
 
 
+def test_a_layers_probe_does_not_depend_on_the_other_layers():
+    split, fresh, _ = _planted(True)
+    (words, acts), (test_words, test_acts) = split["train"], split["test"]
+    noisy = {0: acts[0] + torch.randn_like(acts[0])}
+    alone = AbsorptionEval.from_activations([0], AbsorptionSettings(), (words, acts), (test_words, test_acts), fresh)
+    together = AbsorptionEval.from_activations(
+        [0, 1], AbsorptionSettings(), (words, {0: acts[0], 1: noisy[0]}),
+        (test_words, {0: test_acts[0], 1: test_acts[0]}), {0: fresh[0], 1: fresh[0]})
+    assert torch.allclose(alone._probes[0].weight, together._probes[0].weight, atol=1e-6)
+    assert [r.probe_f1 for r in alone.letters(0)] == [r.probe_f1 for r in together.letters(0)]
+
+
 def test_unknown_layer_is_an_error():
     split, fresh, _ = _planted(True)
     evaluation = AbsorptionEval.from_activations([0], AbsorptionSettings(), split["train"], split["test"], fresh)

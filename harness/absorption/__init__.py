@@ -35,8 +35,9 @@ Deliberate differences from SAEBench (each also noted where it happens):
   the tokenizer has one (TransformerLens' prepend_bos).
 - Random streams are seeded from `settings.seed` (SAEBench uses the unseeded global `random`
   for splits and ICL examples, and a random nn.Linear init).
-- Probes of several layers train side by side on the same shuffled batches (each layer's
-  gradients and Adam state are exactly those of training it alone).
+- Probes of several layers train side by side from the same init on the same shuffled batches
+  (each layer's gradients and Adam state are exactly those of training it alone), so a layer's
+  probe does not depend on which other layers are evaluated.
 - k-sparse logistic regressions are solved to convergence (damped Newton, float64) instead of
   sklearn lbfgs with tol 1e-4 / max_iter 500: the same objective, its exact minimiser.
 - The L1 probe uses 26 outputs even if a letter has no train word (SAEBench's one_hot would

@@ -7,6 +7,7 @@ after the ground-truth probes, before any SAE work, instead of after k-sparse pr
 
 from __future__ import annotations
 
+import math
 import random
 import statistics
 import time
@@ -27,6 +28,7 @@ from harness.absorption.rules import letter_absorption
 from suite.jobs import AbsorptionSettings
 
 ENCODE_BATCH = 4096  # k_sparse_probing.py `_get_sae_acts` batch size
+PROBE_CHUNK_ELEMENTS = 2**28  # at most this many activation values (1 GiB fp32) in one probe training
 
 
 @dataclass
@@ -147,17 +149,30 @@ class AbsorptionEval:
                             f"letter probes")
             return
         started = time.perf_counter()
-        x = torch.stack([self._train.acts[layer] for layer in self.layers])
-        generator = torch.Generator().manual_seed(s.seed)
-        # common.py train_and_save_probes -> probing.py train_linear_probe_for_task
-        weight, bias = train_multi_probe(x, self._train.labels, batch_size=s.probe_batch_size,
-                                         epochs=s.probe_epochs, lr=s.probe_lr, end_lr=s.probe_end_lr,
-                                         weight_decay=s.probe_weight_decay, generator=generator)
-        for i, layer in enumerate(self.layers):
-            scores = self._test.acts[layer] @ weight[i].T + bias[i]
-            # k_sparse_probing.py build_metrics_df: f1_probe = f1_score(y, score_probe > 0)
-            self._probes[layer] = _Probe(weight[i], bias[i], f1_per_letter(scores, self._test.labels).float(),
-                                         scores)
+        device = self.lm.device if self.lm is not None else torch.device("cpu")
+        n, d = self._train.acts[self.layers[0]].shape
+        per_chunk = max(1, PROBE_CHUNK_ELEMENTS // max(1, n * d))  # layers trained side by side
+        for start in range(0, len(self.layers), per_chunk):
+            chunk = self.layers[start:start + per_chunk]
+            x = torch.stack([self._train.acts[layer] for layer in chunk]).to(device)
+            # every layer starts from the same nn.Linear-style init and sees the same batches, so a
+            # layer's probe does not depend on which other layers are evaluated with it
+            init_generator = torch.Generator().manual_seed(s.seed)
+            bound = 1 / math.sqrt(d)
+            init_weight = (torch.rand(len(LETTERS), d, generator=init_generator) * 2 - 1) * bound
+            init_bias = (torch.rand(len(LETTERS), generator=init_generator) * 2 - 1) * bound
+            init = (init_weight.expand(len(chunk), -1, -1), init_bias.expand(len(chunk), -1))
+            # common.py train_and_save_probes -> probing.py train_linear_probe_for_task
+            weight, bias = train_multi_probe(x, self._train.labels, batch_size=s.probe_batch_size,
+                                             epochs=s.probe_epochs, lr=s.probe_lr, end_lr=s.probe_end_lr,
+                                             weight_decay=s.probe_weight_decay,
+                                             generator=torch.Generator().manual_seed(s.seed), init=init)
+            del x
+            for i, layer in enumerate(chunk):
+                w, b = weight[i].cpu(), bias[i].cpu()
+                scores = self._test.acts[layer] @ w.T + b
+                # k_sparse_probing.py build_metrics_df: f1_probe = f1_score(y, score_probe > 0)
+                self._probes[layer] = _Probe(w, b, f1_per_letter(scores, self._test.labels).float(), scores)
         self.timings["probes"] = time.perf_counter() - started
 
     def _name(self) -> str:

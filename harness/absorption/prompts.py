@@ -156,8 +156,8 @@ class Tokenized:
 
 
 def tokenize_groups(tokenizer, groups: list[PromptGroup]) -> tuple[list[Tokenized], list[Word]]:
-    """Token ids per group, checking per word that the full prompt tokenizes as
-    prefix tokens, then the word's own token, then the rest of the template. SAEBench reads a
+    """Token ids per group, checking per word that its full prompt tokenizes as the prefix's
+    tokens followed by the word's own token (not merged with its neighbours). SAEBench reads a
     fixed position (-6) without checking; a word that fails the check is left out, never misread."""
     bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
     prefixes = tokenizer([g.prefix for g in groups], add_special_tokens=False)["input_ids"]
