@@ -49,6 +49,13 @@ Deliberate differences from SAEBench (each also noted where it happens):
   and `words_per_context` > 1 (consecutive words share one ICL sample, so their shared prefix
   runs once from the KV cache; each word's activation is still exactly that of its own prompt).
 - Only the four means are reported (no standard deviations); per-letter rows are returned.
+
+Caveat kept from SAEBench (its defaults are ours): the k-sparse L1 probe's batch of 4096 means
+one Adam step per epoch, 50 in all, when there are fewer than 4096 train words. That is too few
+to rank the latents (the ranking then follows the probe's random init and Adam's sign-like
+steps, and main latents come out wrong on the planted test); SAEBench's real vocabularies give
+it hundreds of steps. Specs for small vocabularies should lower `sparse_probe_batch_size`
+(specs/demo.toml: 256, ~550 steps for its ~2,800 train words).
 """
 
 from harness.absorption.evaluation import AbsorptionEval, AbsorptionOutcome, LetterResult
