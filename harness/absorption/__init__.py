@@ -28,9 +28,9 @@ feature_absorption.py, feature_absorption_calculator.py, prompting.py, vocab.py,
 Deliberate differences from SAEBench (each also noted where it happens):
 - n/a is decided right after the ground-truth probes (before any SAE work), per layer; SAEBench
   checks after k-sparse probing and then stops evaluating all further SAEs (`break`).
-- The word's position is verified per prompt (the prompt must tokenize as prefix, word token,
-  template rest); a word failing that is left out and counted (`AbsorptionEval.dropped`).
-  SAEBench reads position -6 unchecked. The prompt is run only up to the word token (causal
+- The word's position is verified per prompt (the prompt must tokenize as the prefix's tokens
+  followed by the word's own token); a word failing that is left out and counted
+  (`AbsorptionEval.dropped`; none on the built-in models). SAEBench reads position -6 unchecked. The prompt is run only up to the word token (causal
   attention: the template's tail cannot change the word's activation). BOS is prepended when
   the tokenizer has one (TransformerLens' prepend_bos).
 - Random streams are seeded from `settings.seed` (SAEBench uses the unseeded global `random`
@@ -45,6 +45,9 @@ Deliberate differences from SAEBench (each also noted where it happens):
 - The fresh prompts of step 5 are built once per model for all test words and reused by every
   SAE of that model (SAEBench rebuilds them, with new random examples, per SAE).
 - A probe projection of exactly 0 gives fraction 0 / no full absorption (SAEBench divides by 0).
+- k-sparse probes are fitted only for the letters that are scored (SAEBench fits all 26 and
+  discards the rest); one `batch_size` serves both LM passes (SAEBench: 64 for the probe data,
+  10 in the absorption step), which changes nothing but rounding.
 - Options that SAEBench does not have, off by default: `max_words` (subsample the vocabulary)
   and `words_per_context` > 1 (consecutive words share one ICL sample, so their shared prefix
   runs once from the KV cache; each word's activation is still exactly that of its own prompt).
