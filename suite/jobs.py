@@ -100,19 +100,30 @@ class SaeSettings:
 
 @dataclass(frozen=True)
 class AbsorptionSettings:
-    """SAEBench first-letter absorption eval; defaults as SAEBench."""
+    """SAEBench's first-letter absorption eval (sae_bench/evals/absorption); every default is
+    SAEBench's (file and name in the comments), except the two speed options marked "not in SAEBench"."""
 
-    icl_examples: int = 10
-    max_words: int = 0  # 0 = every single-token alphabetic word of the vocabulary
-    probe_epochs: int = 50
-    sparse_probe_epochs: int = 50
-    sparse_probe_l1: float = 0.01
-    f1_threshold: float = 0.6  # letters whose ground-truth probe F1 is at most this are left out
-    min_letters: int = 20  # fewer good letters than this: no number, a reason instead
-    f1_jump: float = 0.03
-    max_k: int = 10
-    batch_size: int = 32
-    seed: int = 42
+    icl_examples: int = 10  # prompting.create_icl_prompt max_icl_examples (probing.py, feature_absorption.py)
+    train_fraction: float = 0.8  # probing.create_dataset_probe_training train_test_fraction
+    max_words: int = 0  # not in SAEBench: 0 = every single-token alphabetic word; else a random subset
+    words_per_context: int = 1  # not in SAEBench: >1 = consecutive words share one ICL sample (faster)
+    batch_size: int = 64  # prompts per forward pass (common.train_and_save_probes batch_size)
+    probe_batch_size: int = 64  # common.train_and_save_probes batch_size
+    probe_epochs: int = 50  # common.train_and_save_probes num_epochs
+    probe_lr: float = 1e-2  # common.train_and_save_probes lr
+    probe_end_lr: float = 1e-5  # probing.train_multi_probe end_lr
+    probe_weight_decay: float = 1e-4  # probing.train_linear_probe_for_task weight_decay
+    sparse_probe_batch_size: int = 4096  # eval_config.k_sparse_probe_batch_size
+    sparse_probe_epochs: int = 50  # eval_config.k_sparse_probe_num_epochs
+    sparse_probe_l1: float = 0.01  # eval_config.k_sparse_probe_l1_decay
+    sparse_probe_lr: float = 1e-2  # k_sparse_probing.train_sparse_multi_probe lr
+    sparse_probe_end_lr: float = 1e-5  # k_sparse_probing.train_sparse_multi_probe end_lr
+    sparse_probe_weight_decay: float = 1e-6  # k_sparse_probing.train_sparse_multi_probe l2_decay
+    f1_threshold: float = 0.6  # eval_config.min_GT_probe_f1: letters scored need probe F1 above this
+    min_letters: int = 20  # eval_config.min_feats_for_eval: fewer good letters -> n/a with a reason
+    f1_jump: float = 0.03  # eval_config.f1_jump_threshold
+    max_k: int = 10  # eval_config.max_k_value
+    seed: int = 42  # eval_config.random_seed
 
 
 @dataclass(frozen=True)

@@ -140,19 +140,30 @@ class ImportedSaeSection(_Strict):
 
 
 class AbsorptionSection(_Strict):
-    """[absorption]: SAEBench's first-letter absorption eval (defaults as SAEBench)."""
+    """[absorption]: SAEBench's first-letter absorption eval; fields and defaults as
+    `suite.jobs.AbsorptionSettings` (SAEBench's), plus `enabled`."""
 
     enabled: bool = True
     icl_examples: PositiveInt = 10
-    max_words: NonNegativeInt = 0
+    train_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.8
+    max_words: Annotated[int, Field(ge=0)] = 0
+    words_per_context: PositiveInt = 1
+    batch_size: PositiveInt = 64
+    probe_batch_size: PositiveInt = 64
     probe_epochs: PositiveInt = 50
+    probe_lr: PositiveFloat = 1e-2
+    probe_end_lr: PositiveFloat = 1e-5
+    probe_weight_decay: Annotated[float, Field(ge=0)] = 1e-4
+    sparse_probe_batch_size: PositiveInt = 4096
     sparse_probe_epochs: PositiveInt = 50
     sparse_probe_l1: Annotated[float, Field(ge=0)] = 0.01
+    sparse_probe_lr: PositiveFloat = 1e-2
+    sparse_probe_end_lr: PositiveFloat = 1e-5
+    sparse_probe_weight_decay: Annotated[float, Field(ge=0)] = 1e-6
     f1_threshold: Annotated[float, Field(ge=0, le=1)] = 0.6
     min_letters: Annotated[int, Field(ge=1, le=26)] = 20
     f1_jump: Annotated[float, Field(ge=0)] = 0.03
     max_k: Annotated[int, Field(ge=1, le=100)] = 10
-    batch_size: PositiveInt = 32
     seed: NonNegativeInt = 42
 
 
