@@ -29,6 +29,7 @@ from suite.report import (
     sql_cell,
 )
 from suite.store import Store, StoreError
+from suite.store.readonly import QueryRefused, run_query
 
 REFRESH_SECONDS = 5.0
 HEALTH_STYLES = {"healthy": "bold green", "partial": "bold yellow", "unhealthy": "bold red"}
@@ -352,7 +353,8 @@ class CompareScreen(SaeScreen):
 
 
 class SqlScreen(SaeScreen):
-    """Type a query; results come from a read-only connection."""
+    """Type a query; it runs as `sae-bench sql` runs it (suite.store.readonly): read-only with
+    external access off, and on a snapshot while a run writes the file."""
 
     def body(self) -> ComposeResult:
         yield Input(placeholder="select * from layer_summary limit 20", id="query")
@@ -365,15 +367,16 @@ class SqlScreen(SaeScreen):
         error = self.query_one("#sql-error", Static)
         table.clear(columns=True)
         try:
-            rows = self.view.store.query_dicts(event.value)
-        except Exception as exc:  # a user's SQL: any database error is shown, not raised
-            error.update(f"[red]{type(exc).__name__}: {exc}[/red]")
+            result = run_query(self.view.store.path, event.value)
+        except QueryRefused as exc:
+            error.update(Text(str(exc), style="red"))
             return
-        error.update(f"{len(rows)} row(s)")
-        if rows:
-            table.add_columns(*rows[0])
-            for row in rows:
-                table.add_row(*(sql_cell(v) for v in row.values()))
+        error.update(f"{len(result.rows)} row(s)" + (" (snapshot: a run is writing the file)" if result.snapshot
+                                                     else ""))
+        if result.names:  # Text, not str: DataTable reads str cells as markup
+            table.add_columns(*(Text(name) for name in result.names))
+            for row in result.rows:
+                table.add_row(*(Text(sql_cell(v)) for v in row))
 
 
 class MessageScreen(Screen):
