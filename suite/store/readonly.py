@@ -170,7 +170,7 @@ def check_query(sql: str) -> None:
     for statement in statements:
         kind = statement.type.name
         if kind not in QUERY_KINDS:
-            raise QueryRefused(f"sql only reads: a {kind} statement is not allowed (allowed: SELECT, WITH, FROM, "
+            raise QueryRefused(f"read-only: a {kind} statement is not allowed (allowed: SELECT, WITH, FROM, "
                                f"DESCRIBE, SHOW, SUMMARIZE, EXPLAIN, PRAGMA, CALL); the results file is changed "
                                f"only by `sae-bench run` and `sae-bench migrate`")
 
@@ -190,5 +190,7 @@ def run_query(path: str | Path, sql: str, writer_busy: bool | None = None) -> Qu
             names = [d[0] for d in cursor.description] if cursor.description else []
             rows = cursor.fetchall() if names else []
             return QueryResult(names, rows, copied)
+    except duckdb.PermissionException as exc:
+        raise QueryRefused(f"read-only, external access off: {_one_line(exc)}") from None
     except duckdb.Error as exc:
         raise QueryRefused(_one_line(exc)) from None
