@@ -14,7 +14,6 @@ from suite.plan import DONE, TO_TRAIN, PlannedSae, declared_saes, plan
 from suite.provenance import run_provenance
 from suite.spec import Spec
 from suite.store import Store
-from suite.store.files import identify
 from suite.store.lock import WriterLock
 from suite.store.recovery import reconcile
 from suite.store.store import GateVerdict
@@ -115,11 +114,10 @@ def run_spec(spec: Spec, db_override: str | None = None, device: str | None = No
     console = console or Console()
     declared = declared_saes(spec)  # raises SpecError before anything is written
     db_path = spec.db_path(db_override)
-    if db_path.exists():
-        identify(db_path)  # another program's file is refused before a lock file appears beside it
     store = Store(db_path, on_wait=lambda holder: console.print(
         f"[yellow]waiting[/yellow] for {escape(holder)}, which holds {escape(str(db_path))} open; the run goes on "
         f"when it lets go", highlight=False))
+    store.check_writable()  # another program's file is refused before a lock file appears beside it
     with WriterLock(db_path, "run"):
         store.init()
         _recover(store, spec.checkpoint_dir(db_path), console)

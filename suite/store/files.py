@@ -61,6 +61,18 @@ def _sniff(path: Path) -> None:
         raise NotResultsFile(f"{path} is {kind}, not a sae-bench results file")
 
 
+def _check_complete(con: duckdb.DuckDBPyConnection, path: Path) -> None:
+    """A file cut short keeps a readable header and catalog; its used blocks tell the least size
+    it must have (checked without a WAL, whose replay may add blocks that are not on disk)."""
+    if path.with_name(path.name + ".wal").exists():
+        return
+    row = con.execute("select block_size, total_blocks - free_blocks from pragma_database_size() "
+                      "where database_name = current_database()").fetchone()
+    if row and row[0] and row[1] and path.stat().st_size < row[0] * row[1]:
+        raise NotResultsFile(f"{path} is a damaged DuckDB file (cut short: {path.stat().st_size:,} bytes, its blocks "
+                             f"need at least {row[0] * row[1]:,})")
+
+
 def identify(path: str | Path, lock_wait: float = LOCK_WAIT_SECONDS, snapshot_on_lock: bool = False) -> Identity:
     """The schema version of a sae-bench results file, or NotResultsFile with one line saying
     what the file is instead. Never writes to `path`."""
@@ -71,6 +83,7 @@ def identify(path: str | Path, lock_wait: float = LOCK_WAIT_SECONDS, snapshot_on
             tables = {r[0] for r in con.execute(
                 "select table_name from information_schema.tables where table_catalog = current_database() "
                 "and table_schema = 'main'").fetchall()}
+            _check_complete(con, path)
             if not tables:
                 return Identity(None, empty=True)
             if "meta" in tables:

@@ -120,14 +120,24 @@ class Store:
             con.execute("commit")
 
     def query(self, sql: str, params: list | None = None) -> list[tuple]:
-        with self._connect(read_only=True) as con:
+        with self._reading() as con:
             return con.execute(sql, params or []).fetchall()
 
     def query_dicts(self, sql: str, params: list | None = None) -> list[dict]:
-        with self._connect(read_only=True) as con:
+        with self._reading() as con:
             cursor = con.execute(sql, params or [])
             names = [d[0] for d in cursor.description]
             return [dict(zip(names, row)) for row in cursor.fetchall()]
+
+    @contextmanager
+    def _reading(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A read; a file damaged past its header fails here, as one line naming it."""
+        try:
+            with self._connect(read_only=True) as con:
+                yield con
+        except duckdb.Error as exc:  # corrupt blocks, or a file whose tables are not what they claim
+            first = " ".join(str(exc).split())
+            raise NotResultsFile(f"{self.path} is a damaged or unreadable DuckDB file ({first})") from None
 
     def init(self) -> None:
         """Create the schema in a new (or empty DuckDB) file, migrate a file of an older schema
@@ -135,6 +145,7 @@ class Store:
         from suite.store.migrate import migrate
 
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.check_writable()
         found = self.schema_version() if self.path.exists() else None
         if found is not None and found < SCHEMA_VERSION:
             migrate(self)
@@ -159,6 +170,15 @@ class Store:
             raise NotResultsFile(f"{self.path} is an empty DuckDB database: no sae-bench results in it yet")
         if found.version is not None and found.version < SCHEMA_VERSION:
             raise OldSchema(self.path, found.version)
+        if found.version is not None and found.version > SCHEMA_VERSION:
+            raise NewSchema(self.path, found.version)
+
+    def check_writable(self) -> None:
+        """For `run --db`, before anything touches the file: refuse one that is not sae-bench's
+        or is of a newer schema (an older one is migrated by `init`; a missing one is created)."""
+        if not self.path.exists():
+            return
+        found = identify(self.path, self.lock_wait)
         if found.version is not None and found.version > SCHEMA_VERSION:
             raise NewSchema(self.path, found.version)
 
