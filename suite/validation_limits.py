@@ -80,6 +80,12 @@ def spec_problems(model: Any) -> list[str]:
     if size > MAX_SAES:
         problems.append(f"grid: declares {size:,} SAEs; the limit is {MAX_SAES:,} per spec (plan and results stay "
                         f"fast): split it into several specs or shorten the axes")
+    for section_name in ("train", "sae"):
+        section = getattr(model, section_name)
+        for field, values in (section.model_dump().items() if section is not None else []):
+            if isinstance(values, list) and (again := repeated(values)):  # equal once defaults are filled in
+                problems.append(f"{section_name}.{field}: values must not repeat: "
+                                f"{', '.join(shown(v) for v in again)} given more than once")
     same: dict[str, list[str]] = {}
     for name, section in model.models.items():
         same.setdefault(axis_key([section.id, section.revision, section.dtype]), []).append(name)

@@ -7,6 +7,8 @@ numbers, health verdicts and comparisons as `sae-bench report`.
 
 from __future__ import annotations
 
+import hashlib
+import re
 from pathlib import Path
 
 from rich.text import Text
@@ -33,6 +35,13 @@ from suite.store.readonly import QueryRefused, run_query
 
 REFRESH_SECONDS = 5.0
 HEALTH_STYLES = {"healthy": "bold green", "partial": "bold yellow", "unhealthy": "bold red"}
+
+
+def widget_id(name: str) -> str:
+    """A Textual id for a spec name (`[/bold]`, `llama.v2` are valid aliases, not valid ids)."""
+    if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_-]*", name):
+        return name
+    return "x" + hashlib.sha1(name.encode()).hexdigest()[:12]
 
 
 def health_class(row: LayerRow) -> str:
@@ -99,7 +108,7 @@ class SaeScreen(Screen):
             self.load()
             self.sub_title = f"{self.view.store.path.name} · {self.view.source}"
         except StoreError as exc:
-            self.notify(str(exc), severity="error")
+            self.notify(str(exc), severity="error", markup=False)
 
     def load(self) -> None:
         pass
@@ -168,33 +177,35 @@ class LayersScreen(SaeScreen):
         report = self.view.report()
         container = self.query_one("#models", VerticalScroll)
         for model in report.models.values():
-            table_id = f"layers-{model.name}"
+            table_id = f"layers-{widget_id(model.name)}"
             found = container.query(f"#{table_id}")
             if found:
                 table = found.first(DataTable)
-                title = container.query_one(f"#title-{model.name}", Label)
+                title = container.query_one(f"#title-{widget_id(model.name)}", Label)
                 table.clear()
             else:
-                title = Label("", id=f"title-{model.name}", classes="title")
+                title = Label("", id=f"title-{widget_id(model.name)}", classes="title")
                 table = DataTable(id=table_id, cursor_type="row", zebra_stripes=True, classes="layers")
                 table.add_column("Layer", key="layer")
                 for name in report.eval_names:
-                    table.add_column(f"LR {name}", key=f"lr:{name}")
+                    table.add_column(Text(f"LR {name}"), key=f"lr:{name}")
                 table.add_columns("L0", "Dead %", "Absorption")
                 table.add_column("Health", key="health")
                 container.mount(title, table)
             for row in model.rows:
                 cells = [row.evals.get(e) for e in report.eval_names]
                 table.add_row(
-                    row.label(report.with_settings),
+                    Text(row.label(report.with_settings)),
                     *[pct(c.get("loss_recovered")) if c else "n/a" for c in cells],
                     " / ".join(num(c.get("l0"), 1) if c else "n/a" for c in cells),
                     " / ".join(pct(c.get("dead_fraction")) if c else "n/a" for c in cells),
                     num(row.evals["absorption"].get("absorption")) if "absorption" in row.evals else "n/a",
                     health_text(row), key=row.sae_id)
-            failed = "".join(f"\n[red]layer {layer}: {error}[/red]" for layer, error in model.failed_jobs)
-            title.update(f"{model.name} ({model.model_id}) · {model.healthy_count}/{len(model.rows)} "
-                         f"layers fully healthy{failed}")
+            title_text = Text(f"{model.name} ({model.model_id}) · {model.healthy_count}/{len(model.rows)} "
+                              f"layers fully healthy")  # Text: names from the spec are not markup
+            for layer, error in model.failed_jobs:
+                title_text.append(f"\nlayer {layer}: {error}", style="red")
+            title.update(title_text)
         if not isinstance(self.focused, DataTable) and container.query(DataTable):
             container.query(DataTable).first().focus()
 
@@ -257,7 +268,7 @@ class JobScreen(SaeScreen):
         table.clear(columns=True)
         if row is not None:
             evals = sorted(row.evals, key=lambda name: (name == "absorption", name))  # dataset evals first
-            table.add_columns("metric", *evals)
+            table.add_columns("metric", *(Text(e) for e in evals))
             verdicts = {(g.eval_name, g.metric): g for g in row.gates}
             metrics = sorted({m for c in row.evals.values() for m in c.values})
             for metric in metrics:
@@ -273,7 +284,7 @@ class JobScreen(SaeScreen):
             not_applicable = {g.metric: g.reason for g in row.gates if g.passed is None and g.metric not in metrics}
             for metric in sorted(not_applicable):
                 table.add_row(metric, *[Text("n/a", style="dim") for _ in evals])
-            reasons = "\n".join(f"[dim]{m} n/a: {r}[/dim]" for m, r in sorted(not_applicable.items()))
+            reasons = Text("\n".join(f"{m} n/a: {r}" for m, r in sorted(not_applicable.items())), style="dim")
             self.query_one("#notes", Static).update(reasons)
         log = self.view.train_log(self.sae_id)
         tokens = [r["tokens"] for r in log]
@@ -304,8 +315,8 @@ class CompareScreen(SaeScreen):
         names = list(report.models)
         a, b = self.query_one("#model-a", Select), self.query_one("#model-b", Select)
         with self.prevent(Select.Changed):
-            a.set_options((n, n) for n in names)
-            b.set_options((n, n) for n in names)
+            a.set_options((Text(n), n) for n in names)
+            b.set_options((Text(n), n) for n in names)
             if len(names) >= 2:
                 a.value = self.chosen[0] if getattr(self, "chosen", None) else names[0]
                 b.value = self.chosen[1] if getattr(self, "chosen", None) else names[1]
@@ -328,14 +339,15 @@ class CompareScreen(SaeScreen):
         if not (isinstance(a, str) and isinstance(b, str)):
             return
         comparison = compare(report, a, b)
-        summary.add_columns("metric", a, b, f"Δ ({b} − {a})", "verdict")
+        summary.add_columns("metric", Text(a), Text(b), Text(f"Δ ({b} − {a})"), "verdict")
         for s in comparison.summary:
-            summary.add_row(s.label, s.a, s.b, s.delta, s.verdict)
-        deltas.add_columns("layer", "eval", f"LR {a}", f"LR {b}", "Δ", "sig.", f"dead {a}", f"dead {b}")
+            summary.add_row(*(Text(str(cell)) for cell in (s.label, s.a, s.b, s.delta, s.verdict)))
+        deltas.add_columns("layer", "eval", *(Text(t) for t in (f"LR {a}", f"LR {b}", "Δ", "sig.", f"dead {a}",
+                                                                f"dead {b}")))
         for d in comparison.layers:
             significant = d.significant("loss_recovered")
             delta = d.delta("loss_recovered")
-            deltas.add_row(d.label, d.eval_name, pct(d.a.get("loss_recovered")), pct(d.b.get("loss_recovered")),
+            deltas.add_row(Text(d.label), Text(d.eval_name), pct(d.a.get("loss_recovered")), pct(d.b.get("loss_recovered")),
                            Text(points(d.a.get("loss_recovered"), d.b.get("loss_recovered")),
                                 style="" if delta is None else ("green" if delta >= 0 else "red")),
                            "n/a" if significant is None else ("yes" if significant else "no"),
