@@ -52,7 +52,7 @@ from pathlib import Path
 
 from rich.progress import Progress
 
-from harness.tempdirs import make_temp_dir
+from harness.tempdirs import clean_stale, make_temp_dir
 
 PREFIX = "builtin:"
 SPLITS = ("train", "test")
@@ -210,6 +210,16 @@ def builtin_model(model_id: str) -> BuiltinModel:
 
 def _fingerprint(*parts: object) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def clean_stale_builds() -> list[Path]:
+    """Half-built assets of processes that were killed (harness.tempdirs), even when no build
+    of that asset is attempted again."""
+    root = cache_root()
+    removed = clean_stale(root, ".corpus-")
+    for name in BUILTIN_MODELS:
+        removed += clean_stale(root / "models", f".{name}-")
+    return removed
 
 
 def model_dir(model_id: str, progress: Progress | None = None) -> Path:

@@ -129,10 +129,12 @@ def _recover(store: Store, checkpoints: Path, console: Console) -> None:
     if runs or saes:
         console.print(f"[dim]{len(runs)} run(s) and {len(saes)} SAE(s) left running by a stopped run marked "
                       f"interrupted; they are resumed now[/dim]", highlight=False)
+    from harness.builtin import clean_stale_builds
     from harness.checkpoint import TEMP_PREFIX
     from harness.tempdirs import clean_stale
 
     clean_stale(checkpoints, TEMP_PREFIX)  # checkpoints a killed run was writing
+    clean_stale_builds()  # built-in assets a killed run was building
 
 
 def _run_locked(spec: Spec, store: Store, declared: list, device: str | None, console: Console) -> RunOutcome:

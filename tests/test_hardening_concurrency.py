@@ -125,6 +125,10 @@ def test_killed_run_is_interrupted_cleaned_and_resumed(tmp_path, capsys):
     stale_snapshot.mkdir()
     alive_checkpoint = checkpoints / f".ckpt-{os.getpid()}-abcdef"  # a live process's: kept
     alive_checkpoint.mkdir()
+    from harness.builtin import cache_root
+
+    stale_build = cache_root() / "models" / f".tiny-base-{pid}-abcdef"  # a built-in model being built
+    stale_build.mkdir(parents=True)
 
     assert main(["gate", str(db)]) == 1  # a reader repairs the rows: no run holds the file
     out = capsys.readouterr().out
@@ -134,7 +138,7 @@ def test_killed_run_is_interrupted_cleaned_and_resumed(tmp_path, capsys):
     assert main(["run", str(spec)]) == 0
     assert rows(db, "select count(*) from saes where status = 'done'") == [(2,)]
     assert rows(db, "select status from runs order by started_at") == [("interrupted",), ("finished",)]
-    assert not stale_checkpoint.exists() and alive_checkpoint.exists()
+    assert not stale_checkpoint.exists() and alive_checkpoint.exists() and not stale_build.exists()
     assert main(["sql", str(db), "select 1"]) == 0  # a read that may snapshot cleans dead readers' copies
     capsys.readouterr()
     from suite.store.readonly import read_connection
@@ -166,3 +170,23 @@ def test_lock_message_names_the_holder(tmp_path, purpose):
             with WriterLock(db):
                 pass
     assert not writer_active(db)
+
+
+async def test_tui_shows_a_killed_run_as_interrupted(tmp_path):
+    """Rows a SIGKILLed run left `running` (no process holds the lock) read `interrupted`."""
+    from textual.widgets import DataTable
+
+    from tui.app import SaeBenchApp
+    from tui_fixture import build
+
+    db = build(tmp_path / "killed.duckdb")
+    with duckdb.connect(str(db)) as con:
+        con.execute("update runs set status = 'running'")
+        con.execute("update saes set status = 'running' where layer = 10")
+    app = SaeBenchApp(db)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await pilot.pause()
+        runs = app.screen.query_one("#runs", DataTable)
+        assert str(runs.get_row_at(0)[3]) == "interrupted"
+        await pilot.press("q")
+    assert rows(db, "select distinct status from saes where layer = 10") == [("interrupted",)]

@@ -32,6 +32,7 @@ from suite.report import (
 )
 from suite.store import Store, StoreError
 from suite.store.readonly import QueryRefused, run_query
+from suite.store.recovery import reconcile_if_idle
 
 REFRESH_SECONDS = 5.0
 HEALTH_STYLES = {"healthy": "bold green", "partial": "bold yellow", "unhealthy": "bold red"}
@@ -467,6 +468,7 @@ class SaeBenchApp(App):
         view = StoreView(path)
         try:
             view.store.check_schema()
+            reconcile_if_idle(path)  # a killed run's rows read `interrupted`, not `running` forever
         except StoreError as exc:
             self.push_screen(MessageScreen(f"{exc}\n\nRun a spec into it with `sae-bench run SPEC --db {path}`."))
             return
