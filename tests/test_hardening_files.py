@@ -10,7 +10,6 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from rich.console import Console
 
 from hardening_fixtures import mini_spec, tree_state
 from legacy_v2 import write_v2_store
@@ -171,4 +170,10 @@ def test_report_never_overwrites_the_results_file(tmp_path, capsys):
     assert main(["report", str(db), "--format", "markdown", "-o", str(db)]) == 2
     assert "results file itself" in capsys.readouterr().out
     assert db.read_bytes() == before
-    Console()  # rich imported for the plugin-free path
+
+
+def test_run_into_an_unwritable_place_is_one_line(tmp_path, capsys):
+    (tmp_path / "blocker").write_text("a file, not a directory")
+    assert main(["run", str(mini_spec(tmp_path, db=tmp_path / "blocker" / "x.duckdb"))]) == 2
+    out = capsys.readouterr().out.strip().splitlines()
+    assert len(out) == 1 and "cannot write the results file" in out[0] and "choose a writable place" in out[0]

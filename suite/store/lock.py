@@ -38,8 +38,12 @@ class WriterLock:
 
     def __enter__(self) -> "WriterLock":
         path = lock_path(self.db)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle = path.open("a+")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            handle = path.open("a+")
+        except OSError as exc:
+            raise StoreError(f"cannot write the results file {self.db} ({exc.strerror or exc}): choose a writable "
+                             f"place with --db or [suite].db") from None
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
