@@ -46,12 +46,13 @@ import math
 import os
 import shutil
 import sys
-import tempfile
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from rich.progress import Progress
+
+from harness.tempdirs import clean_stale, make_temp_dir
 
 PREFIX = "builtin:"
 SPLITS = ("train", "test")
@@ -126,7 +127,7 @@ def corpus_dir() -> Path:
     root = cache_root() / "corpus" / tag
     if all((root / f"{d}-{s}.jsonl").is_file() for d in DOMAINS for s in SPLITS):
         return root
-    tmp = Path(tempfile.mkdtemp(prefix=".corpus-", dir=_ensure(cache_root())))
+    tmp = make_temp_dir(cache_root(), ".corpus-")
     for domain, text in (("pyref", _reference_text()), ("pylib", _library_text())):
         documents = _paragraph_documents(text)
         for split in SPLITS:
@@ -194,6 +195,11 @@ BUILTIN_MODELS = {
 }
 
 
+def max_positions(recipe: TinyLlamaRecipe) -> int:
+    """The built model's max_position_embeddings."""
+    return max(1024, recipe.ctx_len)
+
+
 def builtin_model(model_id: str) -> BuiltinModel:
     name = model_id.removeprefix(PREFIX)
     if name not in BUILTIN_MODELS:
@@ -204,6 +210,16 @@ def builtin_model(model_id: str) -> BuiltinModel:
 
 def _fingerprint(*parts: object) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def clean_stale_builds() -> list[Path]:
+    """Half-built assets of processes that were killed (harness.tempdirs), even when no build
+    of that asset is attempted again."""
+    root = cache_root()
+    removed = clean_stale(root, ".corpus-")
+    for name in BUILTIN_MODELS:
+        removed += clean_stale(root / "models", f".{name}-")
+    return removed
 
 
 def model_dir(model_id: str, progress: Progress | None = None) -> Path:
@@ -385,7 +401,7 @@ def _build_model(recipe: TinyLlamaRecipe, base: Path | None, target: Path, name:
             num_hidden_layers=recipe.layers,
             num_attention_heads=recipe.heads,
             num_key_value_heads=recipe.heads,
-            max_position_embeddings=max(1024, recipe.ctx_len),
+            max_position_embeddings=max_positions(recipe),
             tie_word_embeddings=recipe.tie_embeddings,
             bos_token_id=tokenizer.bos_token_id,
             eos_token_id=tokenizer.eos_token_id,
@@ -403,7 +419,7 @@ def _build_model(recipe: TinyLlamaRecipe, base: Path | None, target: Path, name:
         spelling = _spelling_matrix(tokenizer, recipe.ctx_len, rows, seed)
         domain += " + spelling"
     _train_steps(model, data, recipe, steps, seed, progress, f"building {PREFIX}{name} on {domain}", spelling)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=_ensure(target.parent)))
+    tmp = make_temp_dir(target.parent, f".{name}-")
     model.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
     _publish(tmp, target)

@@ -13,7 +13,6 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
@@ -21,9 +20,11 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from harness.saes import SparseAutoencoder, build_sae
+from harness.tempdirs import make_temp_dir
 from suite.jobs import Job, SaeSettings
 
 WEIGHTS, CONFIG = "sae_weights.safetensors", "cfg.json"
+TEMP_PREFIX = ".ckpt-"  # a checkpoint being written; a killed run's are removed by the next (harness.tempdirs)
 LEGACY_WEIGHTS, LEGACY_CONFIG = "sae.safetensors", "config.json"
 
 
@@ -33,8 +34,7 @@ class CheckpointError(RuntimeError):
 
 def save_sae(sae: SparseAutoencoder, job: Job, directory: Path, hook_name: str) -> Path:
     """Write atomically into `directory` (replaced if present); returns it."""
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".ckpt-", dir=directory.parent))
+    tmp = make_temp_dir(directory.parent, TEMP_PREFIX)
     try:
         tensors = {name: p.detach().float().cpu().contiguous() for name, p in sae.state_dict().items()}
         save_file(tensors, tmp / WEIGHTS)

@@ -10,6 +10,7 @@ layer or hook fails that SAE, a diverged SAE fails alone, a failing eval fails t
 
 from __future__ import annotations
 
+import errno
 import gc
 import traceback
 from collections.abc import Iterable
@@ -31,24 +32,34 @@ from suite.jobs import EvalSettings, Job, JobReporter, LetterRow, ModelRef, Scor
 
 
 def _progress(console: Console | None) -> Progress:
-    return Progress(
-        TextColumn("[progress.description]{task.description}"), BarColumn(),
+    return Progress(  # descriptions name models and evals from the spec: shown as text, never as markup
+        TextColumn("{task.description}", style="progress.description", markup=False), BarColumn(),
         TextColumn("{task.completed:,}/{task.total:,}"), TimeElapsedColumn(), TimeRemainingColumn(),
         console=console, transient=False,
     )
 
 
 def error_text(exc: BaseException) -> str:
+    """One line a user can act on."""
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     if isinstance(exc, torch.cuda.OutOfMemoryError):
         return ("out of GPU memory: lower train.batch_size, the eval batch_size, or the number of SAEs per model "
-                f"({str(exc).splitlines()[0]})")
-    return f"{type(exc).__name__}: {exc}"
+                f"({first})")
+    if isinstance(exc, MemoryError):
+        return ("out of memory: lower train.batch_size, buffer_batches, latents or the number of SAEs per model"
+                + (f" ({first})" if first else ""))
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        where = f" writing {exc.filename}" if exc.filename else ""
+        return f"disk full{where} ({exc.strerror}): free space and run again"
+    if isinstance(exc, OSError) and exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return f"cannot write {exc.filename or 'a file'}: {exc.strerror}"
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
 
 
 def _detail(exc: BaseException) -> str:
     """One line for the user, then the innermost frames for a bug report."""
     text = error_text(exc)
-    if not isinstance(exc, (torch.cuda.OutOfMemoryError, OSError)):
+    if not isinstance(exc, (torch.cuda.OutOfMemoryError, MemoryError, OSError)):
         text += "\n" + traceback.format_exc(limit=-3)
     return text
 
@@ -62,7 +73,12 @@ def _by_model(jobs: Iterable[Job]) -> dict[ModelRef, list[Job]]:
 
 def run_jobs(jobs: list[Job], reporter: JobReporter, checkpoint_root: Path, device: str = "auto",
              console: Console | None = None) -> None:
-    torch_device = pick_device(device)
+    try:
+        torch_device = pick_device(device)
+    except Exception as exc:  # e.g. cuda requested on a machine without it: every job fails, with why
+        for job in jobs:
+            _fail_job(reporter, job, error_text(exc))
+        return
     with _progress(console) as progress:
         for model_ref, model_jobs in _by_model(jobs).items():
             try:
@@ -136,17 +152,18 @@ class ModelRun:
                 if trainer.failure:
                     self.reporter.sae_failed(job, trainer.failure)
                     continue
-                name = hook_name(self.lm, HookSite(job.layer, job.sae.hook))
                 try:
+                    name = hook_name(self.lm, HookSite(job.layer, job.sae.hook))
                     path = save_sae(trainer.sae, job, self.checkpoint_root / job.sae_id, name)
+                    result = TrainResult(
+                        checkpoint_path=str(path), d_model=self.lm.d_model, train_seconds=training.seconds,
+                        tokens_per_second=training.tokens_per_second, weights_sha256=files_sha256(path),
+                        model_sha=self.lm.weights_sha(), train_fingerprint=training.fingerprint,
+                        device_name=self.lm.device_name, hook_name=name)
                 except Exception as exc:
                     self.reporter.sae_failed(job, f"cannot write the checkpoint: {error_text(exc)}")
                     continue
-                self.reporter.sae_ready(job, TrainResult(
-                    checkpoint_path=str(path), d_model=self.lm.d_model, train_seconds=training.seconds,
-                    tokens_per_second=training.tokens_per_second, weights_sha256=files_sha256(path),
-                    model_sha=self.lm.weights_sha(), train_fingerprint=training.fingerprint,
-                    device_name=self.lm.device_name, hook_name=name))
+                self.reporter.sae_ready(job, result)
                 self.saes[job.key] = trainer.sae
 
     def _load(self, job: Job) -> None:

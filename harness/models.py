@@ -9,6 +9,7 @@ import torch
 from rich.progress import Progress
 
 from harness import builtin
+from harness.hub import ensure_reachable_or_offline, unreachable_hint
 from suite.jobs import ModelRef
 
 
@@ -44,14 +45,25 @@ def resolve_source(ref: ModelRef, progress: Progress | None = None) -> str:
     return ref.id
 
 
-def model_depth(ref: ModelRef) -> int | None:
-    """Number of decoder layers from the config alone, or None where it cannot be read offline.
+@dataclass(frozen=True)
+class ModelShape:
+    """What validation needs of a model, read from its config alone."""
+
+    layers: int | None
+    d_model: int | None
+    positions: int | None  # max_position_embeddings: longer windows are refused
+
+
+def model_shape(ref: ModelRef) -> ModelShape | None:
+    """The model's shape from the config alone, or None where it cannot be read offline.
 
     Only local files are consulted (a path, or the HF cache): validating a spec never waits on
-    the network. A model not cached yet is checked when the run loads it.
+    the network. A model not cached yet is checked when the run loads it. An unknown
+    `builtin:` name raises ValueError naming the built-in models.
     """
     if builtin.is_builtin(ref.id):
-        return builtin.builtin_model(ref.id).recipe.layers
+        recipe = builtin.builtin_model(ref.id).recipe
+        return ModelShape(recipe.layers, recipe.d_model, builtin.max_positions(recipe))
     try:
         from transformers import AutoConfig
 
@@ -60,7 +72,16 @@ def model_depth(ref: ModelRef) -> int | None:
     except Exception:
         return None
     config = getattr(config, "text_config", config)
-    return getattr(config, "num_hidden_layers", None) or getattr(config, "n_layer", None)
+    return ModelShape(
+        getattr(config, "num_hidden_layers", None) or getattr(config, "n_layer", None),
+        getattr(config, "hidden_size", None) or getattr(config, "n_embd", None) or getattr(config, "d_model", None),
+        getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None))
+
+
+def model_depth(ref: ModelRef) -> int | None:
+    """Number of decoder layers from the config alone, or None where it cannot be read offline."""
+    shape = model_shape(ref)
+    return shape.layers if shape is not None else None
 
 
 @dataclass
@@ -120,16 +141,21 @@ def load_model(ref: ModelRef, device: torch.device, progress: Progress | None = 
     hf_logging.disable_progress_bar()
     source = resolve_source(ref, progress)
     dtype = pick_dtype(ref.dtype, device)
+    local = Path(source).exists()
+    online = local or ensure_reachable_or_offline()  # no network: the cache or a fast failure, not a minute of retries
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source, revision=ref.revision,
+        tokenizer = AutoTokenizer.from_pretrained(source, revision=ref.revision, local_files_only=not online,
                                                   trust_remote_code=ref.trust_remote_code)
         model = AutoModelForCausalLM.from_pretrained(source, revision=ref.revision, dtype=dtype,
+                                                     local_files_only=not online,
                                                      trust_remote_code=ref.trust_remote_code)
     except OSError as exc:
-        hint = "" if Path(source).exists() else (
+        if not online:
+            raise ModelLoadError(f"cannot load model {ref.id!r}: {unreachable_hint('it')}") from exc
+        hint = "" if local else (
             " (is the id spelled right, is the model gated — run `huggingface-cli login` — "
             "and is the hub reachable or the model in the local HF cache?)")
-        raise ModelLoadError(f"cannot load model {ref.id!r}: {exc}{hint}") from exc
+        raise ModelLoadError(f"cannot load model {ref.id!r}: {' '.join(str(exc).split())}{hint}") from exc
     model.to(device).eval()
     model.requires_grad_(False)
     if tokenizer.eos_token_id is None and tokenizer.bos_token_id is None:

@@ -7,11 +7,16 @@ so every window looks like the start of a document to the model. Nothing is mate
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import torch
 
 from harness import builtin
+from harness.hub import ensure_reachable_or_offline, unreachable_hint
 from suite.jobs import DatasetRef
+
+
+LOCAL_BUILDERS = {"json", "text", "parquet", "csv", "arrow", "pandas", "imagefolder", "audiofolder", "webdataset"}
 
 
 class DatasetLoadError(RuntimeError):
@@ -32,10 +37,14 @@ def open_dataset(ref: DatasetRef):
         if ref.split not in files:
             raise DatasetLoadError(f"built-in dataset {path} has splits {', '.join(files)}, not {ref.split!r}")
         path, data_files = "json", {ref.split: files[ref.split]}
+    on_hub = path not in LOCAL_BUILDERS and not Path(path).exists()
+    online = not on_hub or ensure_reachable_or_offline()  # no network: the cache or a fast failure
     try:
         dataset = datasets.load_dataset(path, ref.name, split=ref.split, data_files=data_files,
                                         revision=ref.revision, streaming=ref.streaming)
     except Exception as exc:  # datasets raises many types: FileNotFound, DatasetNotFound, ValueError
+        if not online:
+            raise DatasetLoadError(f"cannot load dataset {ref.label()}: {unreachable_hint('it')}") from exc
         raise DatasetLoadError(f"cannot load dataset {ref.label()}: {type(exc).__name__}: {exc}") from exc
     return dataset
 

@@ -2,8 +2,9 @@
 
 One pass through the model captures all requested hook sites (stopping after the last one), the
 activations of non-special positions (BOS/EOS/PAD) go through one shuffle buffer, and each SAE
-takes an Adam step on each shuffled batch. A step whose loss or weights turn non-finite fails
-that SAE with the step it happened at; the others go on.
+takes an Adam step on each shuffled batch. A step whose loss or weights turn non-finite, or whose loss
+explodes (EXPLODED), fails that SAE with the step it happened at (every step is checked, on the
+device, without a host sync); the others go on.
 """
 
 from __future__ import annotations
@@ -23,6 +24,10 @@ from harness.tokens import iter_windows, special_mask
 from suite.jobs import Job, JobReporter, TrainLogRow, TrainSettings
 
 LOG_FLUSH_SECONDS = 5.0  # train_log rows reach the store this often (live curves in the TUI)
+# A loss this many times the first step's (and at least this large) counts as diverged even while
+# finite: the losses are normalised (FVU-like, ~1 at the first step), so no SAE that is learning
+# gets near it, while an lr of 1e6 reaches 1e25 within five steps.
+EXPLODED = 1e4
 
 
 def site_of(job: Job) -> HookSite:
@@ -39,7 +44,8 @@ class SaeTrainer:
     step: int = 0
     tokens: int = 0
     failure: str | None = None
-    first_bad: torch.Tensor | None = None  # on device: (step, loss) of the first non-finite loss, step -1 if none
+    first_bad: torch.Tensor | None = None  # on device: (step, loss, why) of the first bad step; step -1 if none
+    first_loss: torch.Tensor | None = None  # on device: the first step's loss, the scale of "exploded"
     pending_log: list[TrainLogRow] = field(default_factory=list)
 
     @classmethod
@@ -51,7 +57,7 @@ class SaeTrainer:
         optimizer = torch.optim.Adam(sae.parameters(), lr=train.lr)
         since_fired = torch.zeros(settings.latents, dtype=torch.long, device=device)
         total_steps = max(1, -(-train.tokens // train.batch_tokens))
-        first_bad = torch.tensor([-1.0, 0.0], device=device)
+        first_bad = torch.tensor([-1.0, 0.0, 0.0], device=device)  # step, loss, why (see check_finite)
         return cls(job, sae, optimizer, since_fired, total_steps, first_bad=first_bad)
 
     @property
@@ -89,24 +95,34 @@ class SaeTrainer:
             self._log(out, dead)
 
     def _track_non_finite(self, loss: torch.Tensor) -> None:
-        """Record the first non-finite loss on the device: no host sync on the hot path."""
+        """Record the first step whose loss or updated weights are non-finite, on the device:
+        every step is checked, with no host sync on the hot path (`check_finite` reads it)."""
         assert self.first_bad is not None
-        newly = (~torch.isfinite(loss)) & (self.first_bad[0] < 0)
-        self.first_bad.copy_(torch.where(newly, torch.stack([torch.tensor(float(self.step), device=loss.device),
-                                                              loss.float()]), self.first_bad))
+        weights_ok = torch.stack([torch.isfinite(p).all() for p in self.sae.parameters()]).all()
+        loss = loss.float()
+        if self.first_loss is None:
+            self.first_loss = loss.abs().clamp_min(1.0)
+        exploded = loss.abs() > EXPLODED * self.first_loss
+        bad = ~torch.isfinite(loss) | ~weights_ok | exploded
+        newly = bad & (self.first_bad[0] < 0)
+        why = torch.where(weights_ok, torch.where(torch.isfinite(loss), 2.0, 0.0), 1.0)
+        here = torch.stack([torch.tensor(float(self.step), device=loss.device), loss, why])
+        self.first_bad.copy_(torch.where(newly, here, self.first_bad))
 
     def check_finite(self) -> bool:
-        """Fail this SAE if a step's loss or any weight went non-finite (one host sync)."""
+        """Fail this SAE if a step's loss or weights went non-finite (one host sync)."""
         if self.failure:
             return False
         assert self.first_bad is not None
-        step, loss = self.first_bad.tolist()
-        weights_ok = all(bool(torch.isfinite(p).all()) for p in self.sae.parameters())
-        if step >= 0 or not weights_ok:
-            where = f"at step {int(step) + 1} (loss={loss})" if step >= 0 else f"by step {self.step} (weights not finite)"
-            self.failure = (f"diverged {where}, after {self.tokens:,} tokens: try a lower lr than "
+        step, loss, why = self.first_bad.tolist()
+        if step < 0 and not all(bool(torch.isfinite(p).all()) for p in self.sae.parameters()):
+            step, loss, why = self.step - 1, math.nan, 1.0  # changed outside a tracked step
+        if step >= 0:
+            detail = {0.0: "", 1.0: ", weights not finite",
+                      2.0: f", over {EXPLODED:g} times the first step's"}[why]
+            self.failure = (f"diverged at step {int(step) + 1} (loss={loss:.6g}{detail}): try a lower lr than "
                             f"{self.train.lr:g} or lr_warmup_steps")
-            self.pending_log = [r for r in self.pending_log if step < 0 or r.step <= step]
+            self.pending_log = [r for r in self.pending_log if r.step <= step]
         return self.failure is None
 
     def _log(self, out, dead: torch.Tensor) -> None:

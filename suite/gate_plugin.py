@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from suite.gates import FAIL, SKIP, XFAIL, GateCheck, load_checks
+from suite.store import Store
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -47,16 +48,33 @@ class GateItem(pytest.Item):
 
 
 class GateDatabase(pytest.Collector):
+    def __init__(self, *, checks: list[GateCheck], **kwargs):
+        super().__init__(**kwargs)
+        self.checks = checks
+
     def collect(self):
-        for check in load_checks(self.path):
+        for check in self.checks:
             yield GateItem.from_parent(self, name=check.name, check=check)
+
+
+def _checks(db: str) -> list[GateCheck]:
+    """The file's checks, or one usage error line (exit 4) for a file that is not a readable
+    sae-bench results file; a killed run's rows are reconciled first, as `gate` does."""
+    from suite.store import StoreError
+    from suite.store.recovery import reconcile_if_idle
+
+    try:
+        Store(db).check_schema()
+        reconcile_if_idle(db)
+        return load_checks(db)
+    except StoreError as exc:
+        raise pytest.UsageError(f"--sae-bench: {exc}") from None
 
 
 @pytest.hookimpl(tryfirst=True)  # before pytest's own -k / -m deselection, which then applies to ours
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list) -> None:
     for db in config.getoption("sae_bench"):
+        checks = _checks(db)
         path = Path(db).resolve()
-        if not path.is_file():
-            raise pytest.UsageError(f"--sae-bench: no results database at {db}")
-        collector = GateDatabase.from_parent(session, name=f"sae-bench:{path.name}", path=path)
+        collector = GateDatabase.from_parent(session, name=f"sae-bench:{path.name}", path=path, checks=checks)
         items.extend(collector.collect())

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field, fields
+from functools import cached_property, lru_cache
 from typing import Any, Literal, Protocol
 
 # Bump when what determines an SAE's weights is hashed differently.
@@ -30,6 +31,13 @@ ABSORPTION_EVAL = "absorption"  # the eval name absorption scores are stored und
 
 def digest(identity: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()
+
+
+@lru_cache(maxsize=4096)
+def _fields_of(settings: Any) -> dict[str, Any]:
+    """asdict of frozen settings shared by many SAEs or scores (a grid of 100k SAEs has a few
+    hundred): computed once. Callers must not mutate the dict."""
+    return asdict(settings)
 
 
 @dataclass(frozen=True)
@@ -162,12 +170,23 @@ class ScoreTask:
         return self.settings.name if isinstance(self.settings, EvalSettings) else ABSORPTION_EVAL
 
     def identity(self) -> dict[str, Any]:
-        settings = asdict(self.settings)
+        return self._identity
+
+    @cached_property
+    def _identity(self) -> dict[str, Any]:
+        settings = dict(_fields_of(self.settings))
         settings.pop("name", None)  # a display label
         return {"kind": self.kind, "settings": settings, "metric_version": METRIC_VERSIONS[self.kind]}
 
+    @cached_property
+    def _identity_json(self) -> str:
+        return json.dumps(self._identity, sort_keys=True, default=str)
+
     def key(self, sae_key: str) -> str:
-        return digest({"sae": sae_key, "eval": self.identity()})
+        """digest({"sae": sae_key, "eval": identity}), spelled out so the eval's JSON is built
+        once per task rather than once per SAE (json.dumps with sort_keys puts "eval" first)."""
+        text = f'{{"eval": {self._identity_json}, "sae": {json.dumps(sae_key)}}}'
+        return hashlib.sha256(text.encode()).hexdigest()
 
     @property
     def dataset_label(self) -> str | None:
@@ -203,9 +222,9 @@ class SaeRef:
         if self.source is not None:
             return {**base, "import": {"format": self.source.format, "sha256": self.source.sha256}}
         assert self.train is not None and self.sae is not None
-        return {**base, "train": asdict(self.train), "sae": self.sae.identity()}
+        return {**base, "train": _fields_of(self.train), "sae": self.sae.identity()}
 
-    @property
+    @cached_property
     def key(self) -> str:
         return digest(self.identity())
 

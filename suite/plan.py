@@ -13,6 +13,7 @@ from pathlib import Path
 
 from suite.grid import DeclaredSae, imported_saes, score_tasks, trained_saes
 from suite.jobs import Job, ScoreTask
+from suite.model_checks import model_problems
 from suite.spec import Spec, SpecError
 from suite.store import Store
 
@@ -38,30 +39,6 @@ class PlannedSae:
                    log_every=log_every, label=self.declared.label)
 
 
-def check_layers(spec: Spec, declared: list[DeclaredSae]) -> list[str]:
-    """Layers beyond a model's depth, where the depth can be read without loading weights.
-
-    Reads only configs (built-in recipes, local or cached config.json); a model whose config
-    cannot be reached offline is checked at run time instead.
-    """
-    from harness.models import model_depth  # the harness is imported lazily: config only
-
-    depths: dict[str, int | None] = {}
-    too_deep: dict[str, tuple[set[int], set[str]]] = {}  # field -> (layers, "models.X (id) has N, 0..N-1")
-    for item in declared:
-        model = item.ref.model
-        if model.name not in depths:
-            depths[model.name] = model_depth(model)
-        depth = depths[model.name]
-        if depth is not None and item.ref.layer >= depth:
-            where = f"saes.{item.label}.layer" if item.label else "grid.layers"
-            layers, models = too_deep.setdefault(where, (set(), set()))
-            layers.add(item.ref.layer)
-            models.add(f"models.{model.name} ({model.id}) has {depth}, 0..{depth - 1}")
-    return [f"{where}: {', '.join(map(str, sorted(layers)))} out of range: {'; '.join(sorted(models))}"
-            for where, (layers, models) in sorted(too_deep.items())]
-
-
 def resolve_imports(spec: Spec, declared: list[DeclaredSae]) -> list[DeclaredSae]:
     """Imported SAEs with their identity fixed by the digest of their files."""
     if not declared:
@@ -84,7 +61,7 @@ def declared_saes(spec: Spec) -> list[DeclaredSae]:
     """Every SAE of the spec, validated against what can be checked offline (raises SpecError)."""
     trained = trained_saes(spec)
     imported = imported_saes(spec)
-    problems = check_layers(spec, trained + imported)
+    problems = model_problems(spec, trained + imported)
     if problems:
         raise SpecError(spec.path, problems)
     return trained + resolve_imports(spec, imported)
@@ -93,14 +70,13 @@ def declared_saes(spec: Spec) -> list[DeclaredSae]:
 def plan(spec: Spec, declared: list[DeclaredSae], store: Store | None) -> list[PlannedSae]:
     tasks = score_tasks(spec)
     keys = [d.ref.key for d in declared]
+    task_keys = [[t.key(k) for t in tasks] for k in keys]  # each score key once: a grid may hold 100k SAEs
     saes = store.sae_states(keys) if store is not None else {}
-    score_keys = [t.key(k) for k in keys for t in tasks]
-    scores = store.score_states(score_keys) if store is not None else {}
+    scores = store.score_states([sk for row in task_keys for sk in row]) if store is not None else {}
     planned = []
-    for item in declared:
-        key = item.ref.key
+    for item, key, row in zip(declared, keys, task_keys):
         status, checkpoint = saes.get(key, (None, None))
-        missing = tuple(t for t in tasks if scores.get(t.key(key)) != "done")
+        missing = tuple(t for t, sk in zip(tasks, row) if scores.get(sk) != "done")
         note = ""
         if status == "done" and item.ref.trained_here and not (checkpoint and Path(checkpoint).exists()):
             status, note = None, f"its checkpoint {checkpoint} is missing"

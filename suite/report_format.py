@@ -12,6 +12,7 @@ from datetime import datetime, timezone
 from rich.console import Console
 from rich.markdown import Markdown
 from rich.table import Table
+from rich.text import Text
 
 from suite.report import (
     RULES,
@@ -227,10 +228,10 @@ def to_console(blocks: list[Block], console: Console) -> None:
     for block in blocks:
         if isinstance(block, TableBlock):
             table = Table(show_lines=False)
-            for header in block.headers:
-                table.add_column(header, overflow="fold")
+            for header in block.headers:  # Text: names from the spec are never read as markup or emoji
+                table.add_column(Text(header), overflow="fold")
             for row in block.rows:
-                table.add_row(*row)
+                table.add_row(*(Text(cell) for cell in row))
             console.print(table)
         else:
             console.print(Markdown(to_markdown([block])))

@@ -14,6 +14,8 @@ from suite.plan import DONE, TO_TRAIN, PlannedSae, declared_saes, plan
 from suite.provenance import run_provenance
 from suite.spec import Spec
 from suite.store import Store
+from suite.store.lock import WriterLock
+from suite.store.recovery import reconcile
 from suite.store.store import GateVerdict
 
 
@@ -106,44 +108,92 @@ def regate(store: Store, spec: Spec, planned: list[PlannedSae]) -> None:
 
 def run_spec(spec: Spec, db_override: str | None = None, device: str | None = None,
              console: Console | None = None) -> RunOutcome:
+    """Plan, train and score under the results file's writer lock (StoreBusy if another run
+    holds it). Whatever ends the run, no SAE it registered and no run row is left `pending` or
+    `running`: a stop marks them `interrupted`, an error `failed` with its one-line reason."""
     console = console or Console()
     declared = declared_saes(spec)  # raises SpecError before anything is written
     db_path = spec.db_path(db_override)
-    store = Store(db_path)
-    store.init()
+    store = Store(db_path, on_wait=lambda holder: console.print(
+        f"[yellow]waiting[/yellow] for {escape(holder)}, which holds {escape(str(db_path))} open; the run goes on "
+        f"when it lets go", highlight=False))
+    store.check_writable()  # another program's file is refused before a lock file appears beside it
+    with WriterLock(db_path, "run"):
+        store.init()
+        _recover(store, spec.checkpoint_dir(db_path), console)
+        return _run_locked(spec, store, declared, device, console)
+
+
+def _recover(store: Store, checkpoints: Path, console: Console) -> None:
+    runs, saes = reconcile(store)
+    if runs or saes:
+        console.print(f"[dim]{len(runs)} run(s) and {len(saes)} SAE(s) left running by a stopped run marked "
+                      f"interrupted; they are resumed now[/dim]", highlight=False)
+    from harness.builtin import clean_stale_builds
+    from harness.checkpoint import TEMP_PREFIX
+    from harness.tempdirs import clean_stale
+
+    clean_stale(checkpoints, TEMP_PREFIX)  # checkpoints a killed run was writing
+    clean_stale_builds()  # built-in assets a killed run was building
+
+
+def _run_locked(spec: Spec, store: Store, declared: list, device: str | None, console: Console) -> RunOutcome:
+    db_path = store.path
     planned = plan(spec, declared, store)
     jobs = [job for p in planned if (job := p.job(spec.log_every)) is not None]
     device = device or spec.model.suite.device
     run_id = store.start_run(spec.name, str(spec.path), spec.text, device, len(planned),
                              sum(p.state == TO_TRAIN for p in planned), sum(len(p.missing) for p in planned),
                              run_provenance())
-    store.relabel(spec.name, [(p.key, p.declared.ref.model.name, p.declared.label or None) for p in planned])
-    regate(store, spec, planned)
-    done = [p for p in planned if p.state == DONE]
-    if done:
-        console.print(f"[dim]{len(done)} SAE(s) already trained and scored in {escape(str(db_path))}; "
-                      f"re-gated with the spec's current thresholds[/dim]")
     reporter = StoreReporter(store, spec, run_id, console)
+    registered: list[Job] = []
     run_status = "failed"
     try:
+        store.relabel(spec.name, [(p.key, p.declared.ref.model.name, p.declared.label or None) for p in planned])
+        regate(store, spec, planned)
+        done = [p for p in planned if p.state == DONE]
+        if done:
+            console.print(f"[dim]{len(done)} SAE(s) already trained and scored in {escape(str(db_path))}; "
+                          f"re-gated with the spec's current thresholds[/dim]")
         if jobs:
-            store.register_saes(run_id, spec.name, [job for job in jobs if job.train or job.sae.source is not None
-                                                      and not job.checkpoint])
+            registered = [job for job in jobs if job.train or job.sae.source is not None and not job.checkpoint]
+            store.register_saes(run_id, spec.name, registered)
             from harness.engine import run_jobs  # the only place the suite drives the harness
 
-            run_jobs(jobs, reporter, spec.checkpoint_dir(db_path), device, console)
+            run_jobs(jobs, reporter, spec.checkpoint_dir(db_path).absolute(), device, console)
         failed = len(reporter.failed_saes) + len(reporter.failed_scores)
         run_status = "failed" if failed else "finished"
-    except KeyboardInterrupt:
-        run_status = "interrupted"
-        finished = {job.key for job in reporter.ready + reporter.failed_saes}
-        for job in jobs:
-            if job.key in reporter.started and job.key not in finished:
-                store.mark_sae_failed(job, "interrupted: the run was stopped before this SAE finished",
-                                      status="interrupted")
+    except BaseException as exc:
+        stopped = isinstance(exc, KeyboardInterrupt)
+        run_status = "interrupted" if stopped else "failed"
+        reason = ("interrupted: the run was stopped before this SAE finished" if stopped
+                  else f"failed: the run stopped on an error before this SAE finished: {_one_line(exc)}")
+        _close_unfinished(store, reporter, registered, reason, "interrupted" if stopped else "failed")
         raise
     finally:
-        store.finish_run(run_id, run_status)
+        _safely(lambda: store.finish_run(run_id, run_status))
     return RunOutcome(run_id, db_path, planned, trained=len(reporter.ready), scored=len(reporter.scored),
                       failed=len(reporter.failed_saes) + len(reporter.failed_scores),
                       sae_ids=[p.declared.ref.sae_id for p in planned])
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _close_unfinished(store: Store, reporter: StoreReporter, registered: list[Job], reason: str,
+                      status: str) -> None:
+    finished = {job.key for job in reporter.ready + reporter.failed_saes}
+    for job in registered:
+        if job.key not in finished:
+            _safely(lambda job=job: store.mark_sae_failed(job, reason, status=status))
+
+
+def _safely(write) -> None:
+    """A write while the run is already ending on an error: if it fails too (disk full), the
+    next run or report marks the rows from the free writer lock (suite.store.recovery)."""
+    try:
+        write()
+    except Exception:
+        pass

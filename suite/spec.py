@@ -25,6 +25,15 @@ from pydantic import (
 from suite.catalog import GATEABLE_METRICS
 from suite.jobs import ABSORPTION_EVAL, HOOKS, EvalSettings
 from suite.health import DEFAULT_THRESHOLDS, GatePolicy, Threshold
+from suite.validation_limits import (
+    BOUND_REASONS,
+    INT32_MAX,
+    MAX_LATENTS,
+    MAX_TOKENS,
+    repeated,
+    shown,
+    spec_problems,
+)
 
 
 class SpecError(Exception):
@@ -37,20 +46,28 @@ class SpecError(Exception):
 
 
 def _as_axis(value: Any) -> Any:
-    """A scalar is a one-value axis; a list is an axis to expand (and must not be empty)."""
+    """A scalar is a one-value axis; a list is an axis to expand (not empty, no value twice:
+    a repeated value would declare the same SAEs twice)."""
     if isinstance(value, list) and not value:
         raise ValueError("an axis needs at least one value")
+    if isinstance(value, list) and (again := repeated(value)):
+        raise ValueError(f"values must not repeat: {', '.join(shown(v) for v in again)} given more than once")
     return value if isinstance(value, list) else [value]
 
 
 AxisValues = BeforeValidator(_as_axis)
-PositiveInt = Annotated[int, Field(gt=0)]
-NonNegativeInt = Annotated[int, Field(ge=0)]
+# Upper bounds: the store's 32-bit INTEGER columns, token counts exact as floats, latents that fit
+# (suite.validation_limits says why each).
+PositiveInt = Annotated[int, Field(gt=0, le=INT32_MAX)]
+NonNegativeInt = Annotated[int, Field(ge=0, le=INT32_MAX)]
+TokenCount = Annotated[int, Field(gt=0, le=MAX_TOKENS)]
+LatentCount = Annotated[int, Field(gt=0, le=MAX_LATENTS)]
 PositiveFloat = Annotated[float, Field(gt=0)]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    # allow_inf_nan=False: TOML's nan and inf are refused in every float field (lr, thresholds, ...)
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
 
 
 class DatasetSpec(_Strict):
@@ -83,18 +100,18 @@ class GridSection(_Strict):
     layers: list[NonNegativeInt] = Field(min_length=1)
     hook: Annotated[list[Literal[HOOKS]], AxisValues] = ["resid_post"]  # type: ignore[valid-type]
 
-    @field_validator("layers")
+    @field_validator("layers", "models")
     @classmethod
-    def _unique_layers(cls, layers: list[int]) -> list[int]:
-        if len(set(layers)) != len(layers):
-            raise ValueError("layers must not repeat")
-        return layers
+    def _unique(cls, values: list) -> list:
+        if again := repeated(values):
+            raise ValueError(f"values must not repeat: {', '.join(shown(v) for v in again)} given more than once")
+        return values
 
 
 class TrainSection(_Strict):
     dataset: Annotated[list[DatasetSpec], AxisValues]
-    tokens: Annotated[list[PositiveInt], AxisValues]
-    ctx_len: Annotated[list[Annotated[int, Field(ge=2)]], AxisValues]
+    tokens: Annotated[list[TokenCount], AxisValues]
+    ctx_len: Annotated[list[Annotated[int, Field(ge=2, le=INT32_MAX)]], AxisValues]
     batch_size: Annotated[list[PositiveInt], AxisValues]
     lr: Annotated[list[PositiveFloat], AxisValues]
     seed: Annotated[list[NonNegativeInt], AxisValues] = [0]
@@ -105,11 +122,11 @@ class TrainSection(_Strict):
 
 class SaeSection(_Strict):
     arch: Annotated[list[Literal["topk"]], AxisValues] = ["topk"]
-    latents: Annotated[list[PositiveInt], AxisValues]
+    latents: Annotated[list[LatentCount], AxisValues]
     k: Annotated[list[PositiveInt], AxisValues]
     aux_k: Annotated[list[NonNegativeInt], AxisValues] = [0]
     aux_coef: Annotated[list[Annotated[float, Field(ge=0)]], AxisValues] = [1 / 32]
-    dead_tokens: Annotated[list[PositiveInt], AxisValues] = [10_000_000]
+    dead_tokens: Annotated[list[TokenCount], AxisValues] = [10_000_000]
 
     @field_validator("k")
     @classmethod
@@ -124,9 +141,9 @@ class EvalSection(_Strict):
     """[eval.NAME]: SAEBench's core eval on one dataset; defaults are SAEBench's recommended run."""
 
     dataset: DatasetSpec
-    tokens: PositiveInt = EvalSettings.tokens  # CE/KL tokens (reconstruction batches)
-    sparsity_tokens: PositiveInt = EvalSettings.sparsity_tokens  # L0, density, variance batches
-    ctx_len: Annotated[int, Field(ge=2)] = EvalSettings.ctx_len
+    tokens: TokenCount = EvalSettings.tokens  # CE/KL tokens (reconstruction batches)
+    sparsity_tokens: TokenCount = EvalSettings.sparsity_tokens  # L0, density, variance batches
+    ctx_len: Annotated[int, Field(ge=2, le=INT32_MAX)] = EvalSettings.ctx_len
     batch_size: PositiveInt = EvalSettings.batch_size
 
 
@@ -330,31 +347,38 @@ def _field_path(loc: tuple[Any, ...]) -> str:
 def _describe(error: dict[str, Any]) -> str:
     kind = error["type"]
     got = error.get("input")
-    shown = repr(got) if not isinstance(got, dict) else "a table"
+    given = shown(got) if not isinstance(got, dict) else "a table"
     ctx = error.get("ctx") or {}
     if kind == "missing":
         return "required but missing"
     if kind == "extra_forbidden":
         if error["loc"] and error["loc"][0] == "health":
             return f"unknown metric or key; gateable metrics: {', '.join(GATEABLE_METRICS)}"
-        return f"unknown key (value {shown}); check the spelling against the docs"
+        return f"unknown key (value {given}); check the spelling against the docs"
     if kind in _TYPE_WORDS:
-        return f"expected {_TYPE_WORDS[kind]}, got {shown}"
+        return f"expected {_TYPE_WORDS[kind]}, got {given}"
     if kind == "greater_than":
-        return f"expected a value > {ctx.get('gt')}, got {shown}"
+        return f"expected a value > {ctx.get('gt')}, got {given}"
     if kind == "greater_than_equal":
-        return f"expected a value >= {ctx.get('ge')}, got {shown}"
+        return f"expected a value >= {ctx.get('ge')}, got {given}"
+    if kind == "less_than_equal":
+        reason = BOUND_REASONS.get(ctx.get("le"))
+        return f"expected a value <= {ctx.get('le')}" + (f" ({reason})" if reason else "") + f", got {given}"
+    if kind == "less_than":
+        return f"expected a value < {ctx.get('lt')}, got {given}"
+    if kind == "finite_number":
+        return f"expected a finite number, got {given}"
     if kind == "literal_error":
-        return f"expected one of {ctx.get('expected')}, got {shown}"
+        return f"expected one of {ctx.get('expected')}, got {given}"
     if kind == "string_pattern_mismatch":
         if "saelens" in str(ctx.get("pattern", "")):
-            return f"expected FORMAT:LOCATION with FORMAT saelens|sparsify|sae-bench, got {shown}"
-        return f"expected letters, digits, '_', '-' or '.', got {shown}"
+            return f"expected FORMAT:LOCATION with FORMAT saelens|sparsify|sae-bench, got {given}"
+        return f"expected letters, digits, '_', '-' or '.', got {given}"
     if kind in ("too_short", "string_too_short"):
-        return f"must not be empty, got {shown}"
+        return f"must not be empty, got {given}"
     if kind == "value_error":
         return str(ctx.get("error", error["msg"]))
-    return f"{error['msg']} (got {shown})"
+    return f"{error['msg']} (got {given})"
 
 
 def _problems(error: ValidationError) -> list[str]:
@@ -375,10 +399,18 @@ def parse_spec(text: str, path: str | Path = "<spec>") -> Spec:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise SpecError(path, [f"invalid TOML: {exc}"]) from None
+    except RecursionError:
+        raise SpecError(path, ["invalid TOML: arrays or tables nested too deeply"]) from None
     try:
         model = SpecModel.model_validate(raw)
     except ValidationError as exc:
         raise SpecError(path, _problems(exc)) from None
+    except RecursionError:
+        raise SpecError(path, ["values nested too deeply (a spec's values are numbers, strings, lists of them "
+                               "and tables)"]) from None
+    problems = spec_problems(model)
+    if problems:
+        raise SpecError(path, problems)
     return Spec(Path(path), text, model)
 
 

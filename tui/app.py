@@ -7,6 +7,8 @@ numbers, health verdicts and comparisons as `sae-bench report`.
 
 from __future__ import annotations
 
+import hashlib
+import re
 from pathlib import Path
 
 from rich.text import Text
@@ -29,9 +31,18 @@ from suite.report import (
     sql_cell,
 )
 from suite.store import Store, StoreError
+from suite.store.readonly import QueryRefused, run_query
+from suite.store.recovery import reconcile_if_idle
 
 REFRESH_SECONDS = 5.0
 HEALTH_STYLES = {"healthy": "bold green", "partial": "bold yellow", "unhealthy": "bold red"}
+
+
+def widget_id(name: str) -> str:
+    """A Textual id for a spec name (`[/bold]`, `llama.v2` are valid aliases, not valid ids)."""
+    if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_-]*", name):
+        return name
+    return "x" + hashlib.sha1(name.encode()).hexdigest()[:12]
 
 
 def health_class(row: LayerRow) -> str:
@@ -98,7 +109,7 @@ class SaeScreen(Screen):
             self.load()
             self.sub_title = f"{self.view.store.path.name} · {self.view.source}"
         except StoreError as exc:
-            self.notify(str(exc), severity="error")
+            self.notify(str(exc), severity="error", markup=False)
 
     def load(self) -> None:
         pass
@@ -167,33 +178,35 @@ class LayersScreen(SaeScreen):
         report = self.view.report()
         container = self.query_one("#models", VerticalScroll)
         for model in report.models.values():
-            table_id = f"layers-{model.name}"
+            table_id = f"layers-{widget_id(model.name)}"
             found = container.query(f"#{table_id}")
             if found:
                 table = found.first(DataTable)
-                title = container.query_one(f"#title-{model.name}", Label)
+                title = container.query_one(f"#title-{widget_id(model.name)}", Label)
                 table.clear()
             else:
-                title = Label("", id=f"title-{model.name}", classes="title")
+                title = Label("", id=f"title-{widget_id(model.name)}", classes="title")
                 table = DataTable(id=table_id, cursor_type="row", zebra_stripes=True, classes="layers")
                 table.add_column("Layer", key="layer")
                 for name in report.eval_names:
-                    table.add_column(f"LR {name}", key=f"lr:{name}")
+                    table.add_column(Text(f"LR {name}"), key=f"lr:{name}")
                 table.add_columns("L0", "Dead %", "Absorption")
                 table.add_column("Health", key="health")
                 container.mount(title, table)
             for row in model.rows:
                 cells = [row.evals.get(e) for e in report.eval_names]
                 table.add_row(
-                    row.label(report.with_settings),
+                    Text(row.label(report.with_settings)),
                     *[pct(c.get("loss_recovered")) if c else "n/a" for c in cells],
                     " / ".join(num(c.get("l0"), 1) if c else "n/a" for c in cells),
                     " / ".join(pct(c.get("dead_fraction")) if c else "n/a" for c in cells),
                     num(row.evals["absorption"].get("absorption")) if "absorption" in row.evals else "n/a",
                     health_text(row), key=row.sae_id)
-            failed = "".join(f"\n[red]layer {layer}: {error}[/red]" for layer, error in model.failed_jobs)
-            title.update(f"{model.name} ({model.model_id}) · {model.healthy_count}/{len(model.rows)} "
-                         f"layers fully healthy{failed}")
+            title_text = Text(f"{model.name} ({model.model_id}) · {model.healthy_count}/{len(model.rows)} "
+                              f"layers fully healthy")  # Text: names from the spec are not markup
+            for layer, error in model.failed_jobs:
+                title_text.append(f"\nlayer {layer}: {error}", style="red")
+            title.update(title_text)
         if not isinstance(self.focused, DataTable) and container.query(DataTable):
             container.query(DataTable).first().focus()
 
@@ -256,7 +269,7 @@ class JobScreen(SaeScreen):
         table.clear(columns=True)
         if row is not None:
             evals = sorted(row.evals, key=lambda name: (name == "absorption", name))  # dataset evals first
-            table.add_columns("metric", *evals)
+            table.add_columns("metric", *(Text(e) for e in evals))
             verdicts = {(g.eval_name, g.metric): g for g in row.gates}
             metrics = sorted({m for c in row.evals.values() for m in c.values})
             for metric in metrics:
@@ -272,7 +285,7 @@ class JobScreen(SaeScreen):
             not_applicable = {g.metric: g.reason for g in row.gates if g.passed is None and g.metric not in metrics}
             for metric in sorted(not_applicable):
                 table.add_row(metric, *[Text("n/a", style="dim") for _ in evals])
-            reasons = "\n".join(f"[dim]{m} n/a: {r}[/dim]" for m, r in sorted(not_applicable.items()))
+            reasons = Text("\n".join(f"{m} n/a: {r}" for m, r in sorted(not_applicable.items())), style="dim")
             self.query_one("#notes", Static).update(reasons)
         log = self.view.train_log(self.sae_id)
         tokens = [r["tokens"] for r in log]
@@ -303,8 +316,8 @@ class CompareScreen(SaeScreen):
         names = list(report.models)
         a, b = self.query_one("#model-a", Select), self.query_one("#model-b", Select)
         with self.prevent(Select.Changed):
-            a.set_options((n, n) for n in names)
-            b.set_options((n, n) for n in names)
+            a.set_options((Text(n), n) for n in names)
+            b.set_options((Text(n), n) for n in names)
             if len(names) >= 2:
                 a.value = self.chosen[0] if getattr(self, "chosen", None) else names[0]
                 b.value = self.chosen[1] if getattr(self, "chosen", None) else names[1]
@@ -327,14 +340,15 @@ class CompareScreen(SaeScreen):
         if not (isinstance(a, str) and isinstance(b, str)):
             return
         comparison = compare(report, a, b)
-        summary.add_columns("metric", a, b, f"Δ ({b} − {a})", "verdict")
+        summary.add_columns("metric", Text(a), Text(b), Text(f"Δ ({b} − {a})"), "verdict")
         for s in comparison.summary:
-            summary.add_row(s.label, s.a, s.b, s.delta, s.verdict)
-        deltas.add_columns("layer", "eval", f"LR {a}", f"LR {b}", "Δ", "sig.", f"dead {a}", f"dead {b}")
+            summary.add_row(*(Text(str(cell)) for cell in (s.label, s.a, s.b, s.delta, s.verdict)))
+        deltas.add_columns("layer", "eval", *(Text(t) for t in (f"LR {a}", f"LR {b}", "Δ", "sig.", f"dead {a}",
+                                                                f"dead {b}")))
         for d in comparison.layers:
             significant = d.significant("loss_recovered")
             delta = d.delta("loss_recovered")
-            deltas.add_row(d.label, d.eval_name, pct(d.a.get("loss_recovered")), pct(d.b.get("loss_recovered")),
+            deltas.add_row(Text(d.label), Text(d.eval_name), pct(d.a.get("loss_recovered")), pct(d.b.get("loss_recovered")),
                            Text(points(d.a.get("loss_recovered"), d.b.get("loss_recovered")),
                                 style="" if delta is None else ("green" if delta >= 0 else "red")),
                            "n/a" if significant is None else ("yes" if significant else "no"),
@@ -352,7 +366,8 @@ class CompareScreen(SaeScreen):
 
 
 class SqlScreen(SaeScreen):
-    """Type a query; results come from a read-only connection."""
+    """Type a query; it runs as `sae-bench sql` runs it (suite.store.readonly): read-only with
+    external access off, and on a snapshot while a run writes the file."""
 
     def body(self) -> ComposeResult:
         yield Input(placeholder="select * from layer_summary limit 20", id="query")
@@ -365,15 +380,16 @@ class SqlScreen(SaeScreen):
         error = self.query_one("#sql-error", Static)
         table.clear(columns=True)
         try:
-            rows = self.view.store.query_dicts(event.value)
-        except Exception as exc:  # a user's SQL: any database error is shown, not raised
-            error.update(f"[red]{type(exc).__name__}: {exc}[/red]")
+            result = run_query(self.view.store.path, event.value)
+        except QueryRefused as exc:
+            error.update(Text(str(exc), style="red"))
             return
-        error.update(f"{len(rows)} row(s)")
-        if rows:
-            table.add_columns(*rows[0])
-            for row in rows:
-                table.add_row(*(sql_cell(v) for v in row.values()))
+        error.update(f"{len(result.rows)} row(s)" + (" (snapshot: a run is writing the file)" if result.snapshot
+                                                     else ""))
+        if result.names:  # Text, not str: DataTable reads str cells as markup
+            table.add_columns(*(Text(name) for name in result.names))
+            for row in result.rows:
+                table.add_row(*(Text(sql_cell(v)) for v in row))
 
 
 class MessageScreen(Screen):
@@ -452,6 +468,7 @@ class SaeBenchApp(App):
         view = StoreView(path)
         try:
             view.store.check_schema()
+            reconcile_if_idle(path)  # a killed run's rows read `interrupted`, not `running` forever
         except StoreError as exc:
             self.push_screen(MessageScreen(f"{exc}\n\nRun a spec into it with `sae-bench run SPEC --db {path}`."))
             return

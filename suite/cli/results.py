@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from suite.cli.common import EXIT_BAD_INPUT, EXIT_FAILED, existing_db, print_error
+from suite.cli.common import EXIT_BAD_INPUT, EXIT_FAILED, existing_db, print_error, readable_db
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -48,8 +48,12 @@ def cmd_report(args: argparse.Namespace, console: Console) -> int:
     from suite.report_format import report_blocks, to_console, to_html, to_markdown
     from suite.store import Store
 
-    db = existing_db(args.db, console)
+    to_stdout = args.format != "rich" and not args.output
+    db = readable_db(args.db, console, Console(stderr=True, emoji=False) if to_stdout else None)
     if db is None:
+        return EXIT_BAD_INPUT
+    if args.output and Path(args.output).resolve() == db.resolve():
+        print_error(console, f"-o {args.output}: that is the results file itself; choose another output file")
         return EXIT_BAD_INPUT
     report = load_report(Store(db))
     comparison = None
@@ -76,7 +80,7 @@ def cmd_report(args: argparse.Namespace, console: Console) -> int:
 def cmd_gate(args: argparse.Namespace, console: Console) -> int:
     from suite.gates import FAIL, PASS, SKIP, XFAIL, load_checks
 
-    db = existing_db(args.db, console)
+    db = readable_db(args.db, console)
     if db is None:
         return EXIT_BAD_INPUT
     checks = load_checks(db)
@@ -95,21 +99,18 @@ def cmd_gate(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_sql(args: argparse.Namespace, console: Console) -> int:
-    import duckdb
-
     from suite.report import sql_cell
+    from suite.store.readonly import QueryRefused, run_query
 
     db = existing_db(args.db, console)
     if db is None:
         return EXIT_BAD_INPUT
     try:
-        with duckdb.connect(str(db), read_only=True) as con:
-            cursor = con.execute(args.query)
-            names = [d[0] for d in cursor.description] if cursor.description else []
-            rows = cursor.fetchall() if names else []
-    except duckdb.Error as exc:
-        print_error(console, f"{type(exc).__name__}: {exc}")
+        result = run_query(db, args.query)
+    except QueryRefused as exc:
+        print_error(console, f"sql: {exc}")
         return EXIT_BAD_INPUT
+    names, rows = result.names, result.rows
     if args.format == "csv":
         writer = csv.writer(sys.stdout)
         writer.writerow(names)
@@ -123,7 +124,8 @@ def cmd_sql(args: argparse.Namespace, console: Console) -> int:
         for row in rows:
             table.add_row(*(escape(sql_cell(v)) for v in row))
         console.print(table)
-        console.print(f"[dim]{len(rows)} row(s)[/dim]")
+        snapshot = " (read from a snapshot: a run is writing the file)" if result.snapshot else ""
+        console.print(f"[dim]{len(rows)} row(s){snapshot}[/dim]")
     return 0
 
 
@@ -135,7 +137,8 @@ def cmd_export(args: argparse.Namespace, console: Console) -> int:
         return EXIT_BAD_INPUT
     out = Path(args.parquet)
     out.mkdir(parents=True, exist_ok=True)
-    with duckdb.connect(str(db), read_only=True) as con:
+    with duckdb.connect(str(db.absolute()), read_only=True,
+                        config={"autoload_known_extensions": False, "autoinstall_known_extensions": False}) as con:
         names = [r[0] for r in con.execute(
             "select table_name from information_schema.tables where table_schema = 'main' order by 1").fetchall()]
         for name in names:
@@ -148,6 +151,7 @@ def cmd_export(args: argparse.Namespace, console: Console) -> int:
 
 def cmd_migrate(args: argparse.Namespace, console: Console) -> int:
     from suite.store import SCHEMA_VERSION, Store, StoreError
+    from suite.store.lock import WriterLock
     from suite.store.migrate import migrate
 
     store = Store(Path(args.db))
@@ -160,8 +164,9 @@ def cmd_migrate(args: argparse.Namespace, console: Console) -> int:
             console.print(f"{escape(str(store.path))} already has results schema version {SCHEMA_VERSION}",
                           highlight=False)
             return 0
-        backup = migrate(store)
-        store.init()
+        with WriterLock(store.path, "migrate"):
+            backup = migrate(store)
+            store.init()
     except StoreError as exc:
         print_error(console, str(exc))
         return EXIT_BAD_INPUT
@@ -172,6 +177,10 @@ def cmd_migrate(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_tui(args: argparse.Namespace, console: Console) -> int:
+    """A file named on the command line is checked before the app starts: one line and exit 2
+    for a file that is not a readable sae-bench results file."""
+    if args.db is not None and readable_db(args.db, console) is None:
+        return EXIT_BAD_INPUT
     from tui.app import run_tui
 
     return run_tui(args.db)

@@ -8,8 +8,18 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from suite.cli.common import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, print_error, print_spec_errors
+from suite.cli.common import (
+    EXIT_BAD_INPUT,
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    print_error,
+    print_spec_errors,
+    sigterm_as_interrupt,
+)
 from suite.spec import Spec, SpecError, load_spec
+
+
+PLAN_ROWS = 200  # a grid may hold 100k SAEs: the table shows this many unless --all
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -21,6 +31,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         p.add_argument("spec", help="path to a spec TOML file, e.g. specs/demo.toml")
         if name != "validate":
             p.add_argument("--db", help="results DuckDB file (default: the spec's [suite].db)")
+        if name == "plan":
+            p.add_argument("--all", action="store_true",
+                           help=f"list every SAE (by default the first {PLAN_ROWS} rows, then the totals)")
         if name == "run":
             p.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"],
                            help="override the spec's [suite].device")
@@ -67,11 +80,12 @@ def cmd_plan(args: argparse.Namespace, console: Console) -> int:
         print_error(console, str(exc))
         return EXIT_BAD_INPUT
     tasks = score_tasks(spec)
-    table = Table(title=f"{spec.name}: {len(planned)} SAE(s) -> {db}", title_justify="left")
+    table = Table(title=escape(f"{spec.name}: {len(planned)} SAE(s) -> {db}"), title_justify="left")
     for name in ("sae", "model", "model id", "hook", "layer", "arch", "k", "latents", "lr", "train tokens", "state"):
         table.add_column(name, justify="right" if name in ("layer", "k", "latents", "train tokens") else "left",
                          overflow="fold")
-    for p in planned:
+    shown = planned if args.all else planned[:PLAN_ROWS]
+    for p in shown:
         ref = p.declared.ref
         t, s = ref.train, ref.sae
         state = p.state + (f" ({', '.join(task.name for task in p.missing)})" if p.missing else "")
@@ -82,12 +96,14 @@ def cmd_plan(args: argparse.Namespace, console: Console) -> int:
                       str(s.k) if s and "k" in s.identity() else "", str(s.latents) if s else "",
                       f"{t.lr:g}" if t else "", f"{t.tokens:,}" if t else "", escape(state))
     console.print(table)
+    if len(shown) < len(planned):
+        console.print(f"[dim]... and {len(planned) - len(shown):,} more SAE(s); --all lists every one[/dim]")
     counts = {state: sum(p.state == state for p in planned) for state in ("to train", "to import", "to score", "done")}
     streams = {(p.declared.ref.model, p.declared.ref.train) for p in planned if p.state == "to train"}
     console.print(
         f"{counts['to train']} to train in {len(streams)} training stream(s) (SAEs sharing a model and stream "
         f"train from one forward pass), {counts['to import']} to import, {counts['to score']} to score, "
-        f"{counts['done']} done. Evals: {', '.join(task.name for task in tasks)}.", highlight=False)
+        f"{counts['done']} done. Evals: {escape(', '.join(task.name for task in tasks))}.", highlight=False)
     return 0
 
 
@@ -98,7 +114,8 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
 
     try:
         spec = load_spec(args.spec)
-        outcome = run_spec(spec, args.db, args.device, console)
+        with sigterm_as_interrupt():
+            outcome = run_spec(spec, args.db, args.device, console)
     except SpecError as exc:
         print_spec_errors(exc, console)
         return EXIT_BAD_INPUT

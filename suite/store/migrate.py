@@ -42,6 +42,8 @@ def migrate(store: "Store") -> str:
     found = store.schema_version()
     if found == SCHEMA_VERSION:
         return ""
+    if found is None:
+        raise StoreError(f"{store.path} is an empty DuckDB database: there is nothing to migrate")
     if found != 2:
         raise StoreError(f"{store.path} has results schema version {found}, which this sae-bench cannot migrate "
                          f"(it migrates version 2 only): run its spec into a new file with --db")

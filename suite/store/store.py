@@ -2,7 +2,9 @@
 
 DuckDB lets one process hold a file for writing and then no other process may open it, so the
 store never keeps the file open: each write is one short transaction on a fresh connection, and
-a reader (the TUI, `duckdb` CLI) can get in between writes. A held lock is retried for a while.
+a reader (the TUI, `duckdb` CLI) can get in between writes. A write waits for a reader as long as
+it takes (a reader never makes a run fail); reads use `suite.store.readonly`'s hardened
+connections; `suite.store.files` decides first whether a file is ours at all.
 An SAE is `done` only in the transaction that records its checkpoint; a score exists only in the
 transaction that writes all its metrics, histograms and gates.
 """
@@ -14,11 +16,10 @@ import json
 import os
 import platform
 import random
-import shutil
-import tempfile
+import re
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
 from datetime import datetime, timezone
@@ -28,27 +29,17 @@ import duckdb
 
 from suite.health import GatePolicy, GateResult
 from suite.jobs import Job, ScoreResult, ScoreTask, TrainLogRow, TrainResult
+from suite.store.errors import NewSchema, NotResultsFile, OldSchema, StoreError
+from suite.store.files import identify
+from suite.store.readonly import LOCK_WAIT_SECONDS, is_lock_error, read_connection
 from suite.store.schema import SCHEMA_VERSION, TABLES, views
 
-LOCK_WAIT_SECONDS = 60.0
+__all__ = ["GateVerdict", "NewSchema", "NotResultsFile", "OldSchema", "Store", "StoreError", "insert_many"]
 
 # the policy applied to one score, and its verdicts
 GateVerdict = tuple[GatePolicy, list[GateResult]]
-
-
-class StoreError(RuntimeError):
-    pass
-
-
-class OldSchema(StoreError):
-    """A results file written by an earlier sae-bench: migrate it (`sae-bench migrate FILE`)."""
-
-    def __init__(self, path: Path, found: int):
-        self.found = found
-        super().__init__(
-            f"{path} was written with results schema version {found}; this sae-bench uses version "
-            f"{SCHEMA_VERSION}. Migrate it with `sae-bench migrate {path}` (a backup is kept; SAEs are kept and "
-            f"rescored, nothing is retrained), or run its spec again, which migrates it the same way.")
+# a writer kept waiting this long by another process says so, once
+WAIT_NOTICE_SECONDS = float(os.environ.get("SAE_BENCH_WAIT_NOTICE_SECONDS", 10.0))
 
 
 def _now() -> datetime:
@@ -56,58 +47,66 @@ def _now() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
-def _is_lock_error(exc: Exception) -> bool:
-    return "lock" in str(exc).lower()
+def _holder(exc: Exception) -> str:
+    """`python3 (PID 123)` from DuckDB's lock error, else a plain phrase."""
+    match = re.search(r"held in (\S+) \(PID (\d+)\)", str(exc))
+    return f"{Path(match.group(1)).name} (pid {match.group(2)})" if match else "another process"
 
 
 class Store:
-    """`lock_wait`: how long to wait for another process's lock. `snapshot_on_lock` (readers such
-    as the TUI): after that wait, read a private copy of the file instead of failing, and set
-    `last_read_was_snapshot`, so a process that holds the file for long cannot freeze a reader."""
+    """`lock_wait`: how long a read waits for another process's lock. `snapshot_on_lock` (readers
+    such as the TUI): after that wait, read a private copy of the file instead of failing, and set
+    `last_read_was_snapshot`, so a process that holds the file for long cannot freeze a reader.
+    `write_wait`: how long a write waits (None: as long as it takes, so a reader holding the file
+    never makes a run fail); `on_wait` hears, once per write, who it is waiting for."""
 
-    def __init__(self, path: str | Path, lock_wait: float = LOCK_WAIT_SECONDS, snapshot_on_lock: bool = False):
+    def __init__(self, path: str | Path, lock_wait: float = LOCK_WAIT_SECONDS, snapshot_on_lock: bool = False,
+                 write_wait: float | None = None, on_wait: Callable[[str], None] | None = None):
         self.path = Path(path)
         self.lock_wait = lock_wait
         self.snapshot_on_lock = snapshot_on_lock
+        self.write_wait = write_wait
+        self.on_wait = on_wait
         self.last_read_was_snapshot = False
 
     # ------------------------------------------------------------------ connections
 
     @contextmanager
     def _connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
-        deadline = time.monotonic() + self.lock_wait
-        snapshot_dir = None
-        while True:
-            try:
-                con = duckdb.connect(str(self.path), read_only=read_only)
-                break
-            except duckdb.IOException as exc:
-                if not _is_lock_error(exc):
-                    raise
-                if time.monotonic() > deadline:
-                    if not (read_only and self.snapshot_on_lock):
-                        raise
-                    snapshot_dir, con = self._snapshot()
-                    break
-                time.sleep(0.05 + random.random() * 0.2)
         if read_only:
-            self.last_read_was_snapshot = snapshot_dir is not None
+            try:
+                with read_connection(self.path, self.lock_wait, snapshot_on_lock=self.snapshot_on_lock) as (con, copy):
+                    self.last_read_was_snapshot = copy
+                    yield con
+            except duckdb.IOException as exc:
+                if is_lock_error(exc):
+                    raise StoreError(f"{self.path} is held by {_holder(exc)} for longer than {self.lock_wait:g} s; "
+                                     f"try again when it is done") from None
+                raise
+            return
+        con = self._connect_writer()
         try:
             yield con
         finally:
             con.close()
-            if snapshot_dir is not None:
-                shutil.rmtree(snapshot_dir, ignore_errors=True)
 
-    def _snapshot(self) -> tuple[Path, duckdb.DuckDBPyConnection]:
-        """Copy the file (and its WAL) aside and open the copy: what the writer had committed."""
-        directory = Path(tempfile.mkdtemp(prefix="sae-bench-snapshot-"))
-        copy = directory / self.path.name
-        shutil.copy2(self.path, copy)
-        wal = self.path.with_name(self.path.name + ".wal")
-        if wal.exists():
-            shutil.copy2(wal, copy.with_name(copy.name + ".wal"))
-        return directory, duckdb.connect(str(copy))
+    def _connect_writer(self) -> duckdb.DuckDBPyConnection:
+        started = time.monotonic()
+        noticed = False
+        while True:
+            try:
+                return duckdb.connect(str(self.path.absolute()))
+            except duckdb.IOException as exc:
+                if not is_lock_error(exc):
+                    raise
+                waited = time.monotonic() - started
+                if self.write_wait is not None and waited > self.write_wait:
+                    raise StoreError(f"{self.path} is held by {_holder(exc)}; could not write for "
+                                     f"{self.write_wait:g} s") from None
+                if not noticed and waited > WAIT_NOTICE_SECONDS and self.on_wait is not None:
+                    self.on_wait(_holder(exc))
+                    noticed = True
+                time.sleep(0.05 + random.random() * 0.2)
 
     @contextmanager
     def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -121,21 +120,32 @@ class Store:
             con.execute("commit")
 
     def query(self, sql: str, params: list | None = None) -> list[tuple]:
-        with self._connect(read_only=True) as con:
+        with self._reading() as con:
             return con.execute(sql, params or []).fetchall()
 
     def query_dicts(self, sql: str, params: list | None = None) -> list[dict]:
-        with self._connect(read_only=True) as con:
+        with self._reading() as con:
             cursor = con.execute(sql, params or [])
             names = [d[0] for d in cursor.description]
             return [dict(zip(names, row)) for row in cursor.fetchall()]
 
+    @contextmanager
+    def _reading(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A read; a file damaged past its header fails here, as one line naming it."""
+        try:
+            with self._connect(read_only=True) as con:
+                yield con
+        except duckdb.Error as exc:  # corrupt blocks, or a file whose tables are not what they claim
+            first = " ".join(str(exc).split())
+            raise NotResultsFile(f"{self.path} is a damaged or unreadable DuckDB file ({first})") from None
+
     def init(self) -> None:
-        """Create the schema in a new file, migrate a file of an older schema (after a backup),
-        refuse one of a newer schema."""
+        """Create the schema in a new (or empty DuckDB) file, migrate a file of an older schema
+        (after a backup), refuse one of a newer schema or one that is not a sae-bench file."""
         from suite.store.migrate import migrate
 
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.check_writable()
         found = self.schema_version() if self.path.exists() else None
         if found is not None and found < SCHEMA_VERSION:
             migrate(self)
@@ -148,38 +158,38 @@ class Store:
             con.execute(views())
 
     def schema_version(self) -> int | None:
-        """The file's schema version; 1 for files from before versioning; None for an empty file."""
-        with self._connect(read_only=True) as con:
-            tables = {r[0] for r in con.execute(
-                "select table_name from information_schema.tables where table_schema = 'main'").fetchall()}
-            if not tables:
-                return None
-            if "meta" not in tables:
-                return 1
-            row = con.execute("select value from meta where key = 'schema_version'").fetchone()
-        try:
-            return int(row[0]) if row else 1
-        except ValueError:
-            raise StoreError(f"{self.path}: unreadable schema version {row[0]!r}") from None
+        """The file's schema version; 1 for files from before versioning; None for an empty
+        DuckDB file. NotResultsFile for anything that is not a sae-bench results file."""
+        return identify(self.path, self.lock_wait, self.snapshot_on_lock).version
 
     def check_schema(self) -> None:
-        """For readers: a clear error for a missing file or another schema version."""
-        if not self.path.is_file():
-            raise StoreError(f"no results database at {self.path}")
-        with self._connect(read_only=True) as con:
-            self._check_version(con)
+        """For readers: one clear line for a missing file, a file that is not ours, or another
+        schema version."""
+        found = identify(self.path, self.lock_wait, self.snapshot_on_lock)
+        if found.empty:
+            raise NotResultsFile(f"{self.path} is an empty DuckDB database: no sae-bench results in it yet")
+        if found.version is not None and found.version < SCHEMA_VERSION:
+            raise OldSchema(self.path, found.version)
+        if found.version is not None and found.version > SCHEMA_VERSION:
+            raise NewSchema(self.path, found.version)
+
+    def check_writable(self) -> None:
+        """For `run --db`, before anything touches the file: refuse one that is not sae-bench's
+        or is of a newer schema (an older one is migrated by `init`; a missing one is created)."""
+        if not self.path.exists():
+            return
+        found = identify(self.path, self.lock_wait)
+        if found.version is not None and found.version > SCHEMA_VERSION:
+            raise NewSchema(self.path, found.version)
 
     def _check_version(self, con: duckdb.DuckDBPyConnection) -> None:
-        try:
-            row = con.execute("select value from meta where key = 'schema_version'").fetchone()
-        except duckdb.CatalogException:
-            row = None
+        """Inside the writer's transaction: the file is still of this schema."""
+        row = con.execute("select value from meta where key = 'schema_version'").fetchone()
         found = int(row[0]) if row and str(row[0]).isdigit() else 1
         if found < SCHEMA_VERSION:
             raise OldSchema(self.path, found)
         if found > SCHEMA_VERSION:
-            raise StoreError(f"{self.path} was written by a newer sae-bench (results schema version {found}; this "
-                             f"one reads version {SCHEMA_VERSION}): upgrade sae-bench to read it")
+            raise NewSchema(self.path, found)
 
     # ------------------------------------------------------------------ runs
 
