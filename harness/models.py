@@ -44,6 +44,18 @@ def resolve_source(ref: ModelRef, progress: Progress | None = None) -> str:
     return ref.id
 
 
+def _offline_config(ref: ModelRef):
+    """The model's text config from local files only (a path, or the HF cache), else None."""
+    try:
+        from transformers import AutoConfig
+
+        config = AutoConfig.from_pretrained(ref.id, revision=ref.revision, local_files_only=True,
+                                            trust_remote_code=ref.trust_remote_code)
+    except Exception:
+        return None
+    return getattr(config, "text_config", config)
+
+
 def model_depth(ref: ModelRef) -> int | None:
     """Number of decoder layers from the config alone, or None where it cannot be read offline.
 
@@ -52,15 +64,16 @@ def model_depth(ref: ModelRef) -> int | None:
     """
     if builtin.is_builtin(ref.id):
         return builtin.builtin_model(ref.id).recipe.layers
-    try:
-        from transformers import AutoConfig
-
-        config = AutoConfig.from_pretrained(ref.id, revision=ref.revision, local_files_only=True,
-                                            trust_remote_code=ref.trust_remote_code)
-    except Exception:
-        return None
-    config = getattr(config, "text_config", config)
+    config = _offline_config(ref)
     return getattr(config, "num_hidden_layers", None) or getattr(config, "n_layer", None)
+
+
+def model_width(ref: ModelRef) -> int | None:
+    """d_model from the config alone (as `model_depth`), or None where it cannot be read offline."""
+    if builtin.is_builtin(ref.id):
+        return builtin.builtin_model(ref.id).recipe.d_model
+    config = _offline_config(ref)
+    return getattr(config, "hidden_size", None) or getattr(config, "n_embd", None)
 
 
 @dataclass
