@@ -5,7 +5,7 @@ its config naming model, hook (`metadata.hook_name`, e.g. `model.layers.16`) and
 (`metadata.sae_bench`). sparsify: one run folder per model and SAE settings
 (`OUT/<model>-<arch>-k<k>-<latents>-<digest>/`), holding one folder per hook point named as sparsify
 names hook points (`layers.16`, `layers.16.mlp`), so `SparseCoder.load_many` reads a run folder whole;
-the SAE's id is in each hook folder's cfg.json and in the run's config.json.
+the SAE's id is in each hook folder's cfg.json, its whole identity in the run's config.json.
 """
 
 from __future__ import annotations
@@ -134,23 +134,25 @@ def write_sparsify(stored: StoredSae, out: Path) -> Path:
     if sae.arch != "topk":
         raise ExportError(f"sparsify holds TopK SAEs only; {stored.sae_id} is {sae.arch} (use --format saelens)")
     run = out / run_folder(stored)
-    extra = {"sae_bench": identity(stored, name)}
-    path = write_atomically(run / sparsify_hookpoint(name), lambda tmp: sparsify.write(sae, tmp, extra))
-    _write_run_config(run, stored)
+    hookpoint = sparsify_hookpoint(name)
+    # only the id in the hook folder: sparsify prints every key it drops on each load
+    extra = {"sae_bench": {"sae_id": stored.sae_id}}
+    path = write_atomically(run / hookpoint, lambda tmp: sparsify.write(sae, tmp, extra))
+    _write_run_config(run, stored, hookpoint, identity(stored, name))
     return path
 
 
-def _write_run_config(run: Path, stored: StoredSae) -> None:
+def _write_run_config(run: Path, stored: StoredSae, hookpoint: str, sae_identity: dict[str, Any]) -> None:
     """config.json as sparsify's trainer leaves it beside the hook folders (RunConfig: `model`,
-    `hookpoints`, `sae`), listing the SAE id of every hook folder now in the run."""
-    saes: dict[str, str | None] = {}
-    sae_config: dict[str, Any] = {}
-    for folder in sorted(p for p in run.iterdir() if p.is_dir() and (p / "cfg.json").is_file()):
-        config = json.loads((folder / "cfg.json").read_text())
-        saes[folder.name] = (config.get("sae_bench") or {}).get("sae_id")
-        sae_config = {k: v for k, v in config.items() if k not in ("d_in", "sae_bench")}
-    (run / "config.json").write_text(json.dumps(
-        {"model": stored.model_id, "sae": sae_config, "hookpoints": list(saes), "sae_bench": {"saes": saes}}, indent=2))
+    `hookpoints`, `sae`), plus the identity of the SAE in every hook folder now in the run."""
+    path = run / "config.json"
+    previous = json.loads(path.read_text()).get("sae_bench", {}).get("saes", {}) if path.is_file() else {}
+    present = sorted(p.name for p in run.iterdir() if p.is_dir() and (p / "cfg.json").is_file())
+    saes = {name: previous.get(name) for name in present} | {hookpoint: sae_identity}
+    config = json.loads((run / hookpoint / "cfg.json").read_text())
+    sae_config = {k: v for k, v in config.items() if k not in ("d_in", "sae_bench")}
+    path.write_text(json.dumps({"model": stored.model_id, "sae": sae_config, "hookpoints": present,
+                                "sae_bench": {"saes": saes}}, indent=2))
 
 
 def _settings(sae) -> dict[str, Any]:

@@ -204,7 +204,8 @@ def test_export_round_trip(tiny_run, tmp_path):
     (run,) = list((tmp_path / "coder").iterdir())
     assert sorted(p.name for p in run.iterdir() if p.is_dir()) == ["layers.0", "layers.1", "layers.2"]
     assert json.loads((run / "layers.1" / "cfg.json").read_text())["sae_bench"]["sae_id"] == base[1]
-    assert json.loads((run / "config.json").read_text())["sae_bench"]["saes"] == {
+    run_saes = json.loads((run / "config.json").read_text())["sae_bench"]["saes"]
+    assert {hookpoint: entry["sae_id"] for hookpoint, entry in run_saes.items()} == {
         f"layers.{layer}": base[layer] for layer in (0, 1, 2)}
 
     imported = tmp_path / "imported.duckdb"
@@ -340,3 +341,10 @@ def test_mismatches_are_one_line_errors_at_validate(tmp_path):
     for name, (*_, expected) in cases.items():
         (line,) = [line for line in lines if f"saes.{name}.source:" in line]
         assert expected in line, line
+
+
+def test_the_template_spec_for_your_own_sae_validates(monkeypatch):
+    root = Path(__file__).parent.parent
+    monkeypatch.chdir(root)  # its source is relative to the repository root, as the README runs it
+    code, out = cli("validate", str(root / "specs" / "mine.toml"))
+    assert code == 0 and "1 SAE(s)" in out, out
