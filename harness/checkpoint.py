@@ -1,8 +1,10 @@
 """SAE checkpoints written by sae-bench, and the layout of earlier versions.
 
-Current layout: a SAELens directory (`cfg.json` + `sae_weights.safetensors`, parameters in
-SAELens's orientation) whose config also carries sae-bench's identity under `metadata.sae_bench`,
-so the SAE can be loaded by SAELens as it is and re-imported here with its key.
+Current layout: a SAELens directory (`cfg.json` + `sae_weights.safetensors`, harness/formats/saelens.py)
+with `metadata.sae_lens_version` 6.0, `metadata.hook_name` and `metadata.model_name`, so
+`sae_lens.SAE.load_from_disk` loads it as it is; `metadata.sae_bench` adds our identity (SAE id and
+key, the settings that rebuild the exact architecture). Checkpoints of sae-bench 0.1 with schema 3
+lack the SAELens version (SAELens then drops their hook name) but read here the same way.
 Schema-2 layout (sae-bench 0.1): `config.json` + `sae.safetensors` with `W_enc [latents, d]`;
 still read, so migrated results files keep their SAEs.
 """
@@ -15,15 +17,18 @@ import os
 import shutil
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
+from harness.formats import saelens
+from harness.formats.common import FormatError, SaeInfo, load_into, read_json
 from harness.saes import SparseAutoencoder, build_sae
 from harness.tempdirs import make_temp_dir
 from suite.jobs import Job, SaeSettings
 
-WEIGHTS, CONFIG = "sae_weights.safetensors", "cfg.json"
+WEIGHTS, CONFIG = saelens.WEIGHTS, saelens.CONFIG
 TEMP_PREFIX = ".ckpt-"  # a checkpoint being written; a killed run's are removed by the next (harness.tempdirs)
 LEGACY_WEIGHTS, LEGACY_CONFIG = "sae.safetensors", "config.json"
 
@@ -32,29 +37,22 @@ class CheckpointError(RuntimeError):
     pass
 
 
-def save_sae(sae: SparseAutoencoder, job: Job, directory: Path, hook_name: str) -> Path:
-    """Write atomically into `directory` (replaced if present); returns it."""
+def metadata(job: Job, hook_name: str, settings: SaeSettings) -> dict[str, Any]:
+    """SAELens metadata of a trained SAE, with our identity under `sae_bench`."""
+    train = job.sae.train
+    return {
+        "model_name": job.sae.model.id, "hook_name": hook_name, "hf_hook_name": hook_name,
+        **({"context_size": train.ctx_len, "dataset_path": train.dataset.path} if train else {}),
+        "sae_bench": {"sae_id": job.sae_id, "sae_key": job.key, "settings": asdict(settings),
+                      "identity": job.sae.identity()},
+    }
+
+
+def write_atomically(directory: Path, write) -> Path:
+    """Run `write(tmp_dir)`, then move the result to `directory` (replaced if present)."""
     tmp = make_temp_dir(directory.parent, TEMP_PREFIX)
     try:
-        tensors = {name: p.detach().float().cpu().contiguous() for name, p in sae.state_dict().items()}
-        save_file(tensors, tmp / WEIGHTS)
-        config = {
-            "architecture": sae.arch,
-            "d_in": sae.d_in,
-            "d_sae": sae.d_sae,
-            "dtype": "float32",
-            "device": "cpu",
-            "apply_b_dec_to_input": True,
-            "normalize_activations": "none",
-            **sae.inference_config(),
-            "metadata": {
-                "hook_name": hook_name,
-                "model_name": job.sae.model.id,
-                "sae_bench": {"sae_id": job.sae_id, "sae_key": job.key, "settings": asdict(sae.settings),
-                              "identity": job.sae.identity()},
-            },
-        }
-        (tmp / CONFIG).write_text(json.dumps(config, indent=2, default=str))
+        write(tmp)
         if directory.exists():
             shutil.rmtree(directory)
         os.replace(tmp, directory)
@@ -64,17 +62,41 @@ def save_sae(sae: SparseAutoencoder, job: Job, directory: Path, hook_name: str) 
     return directory
 
 
+def save_sae(sae: SparseAutoencoder, job: Job, directory: Path, hook_name: str) -> Path:
+    """Write atomically into `directory` (replaced if present); returns it."""
+    return write_atomically(directory, lambda tmp: saelens.write(sae, tmp, metadata(job, hook_name, sae.settings)))
+
+
+def describe_checkpoint(directory: Path) -> SaeInfo:
+    """What a checkpoint of any sae-bench version holds, without loading its weights."""
+    if (directory / CONFIG).is_file():
+        config = read_json(directory / CONFIG)
+        meta = config.get("metadata") or {}
+        settings = (meta.get("sae_bench") or {}).get("settings")
+        if not isinstance(settings, dict):
+            raise FormatError(f"{directory} is a SAELens directory without sae-bench settings: import it with "
+                              f'source = "saelens:{directory}"')
+        return SaeInfo(settings.get("arch", "topk"), int(config["d_in"]), int(config["d_sae"]), settings.get("k"),
+                       meta.get("hook_name"), str(config.get("dtype", "float32")), meta.get("model_name"))
+    if (directory / LEGACY_CONFIG).is_file():
+        config = read_json(directory / LEGACY_CONFIG)
+        settings = config.get("sae") or {}
+        return SaeInfo(settings.get("arch", "topk"), int(config["d_model"]), int(settings.get("latents", 0)),
+                       settings.get("k"), None, "float32", None)
+    raise FormatError(f"no SAE checkpoint at {directory} (expected {CONFIG} and {WEIGHTS})")
+
+
 def load_sae(directory: str | Path, device: str | torch.device = "cpu") -> SparseAutoencoder:
     """An SAE saved by any sae-bench version."""
     directory = Path(directory)
     if (directory / CONFIG).is_file() and (directory / WEIGHTS).is_file():
         config = json.loads((directory / CONFIG).read_text())
-        identity = config.get("metadata", {}).get("sae_bench", {})
+        identity = (config.get("metadata") or {}).get("sae_bench", {})
         if "settings" not in identity:
             raise CheckpointError(f"{directory} is a SAELens directory without sae-bench settings: import it with "
                                   f"source = \"saelens:{directory}\"")
         sae = build_sae(config["d_in"], SaeSettings(**identity["settings"]))
-        sae.load_state_dict(load_file(directory / WEIGHTS))
+        load_into(sae, load_file(directory / WEIGHTS))
     elif (directory / LEGACY_CONFIG).is_file() and (directory / LEGACY_WEIGHTS).is_file():
         config = json.loads((directory / LEGACY_CONFIG).read_text())
         sae = build_sae(config["d_model"], SaeSettings(**config["sae"]))

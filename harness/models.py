@@ -84,6 +84,20 @@ def model_depth(ref: ModelRef) -> int | None:
     return shape.layers if shape is not None else None
 
 
+def model_width(ref: ModelRef) -> int | None:
+    """d_model from the config alone (as `model_depth`), or None where it cannot be read offline."""
+    shape = model_shape(ref)
+    return shape.d_model if shape is not None else None
+
+
+def model_width(ref: ModelRef) -> int | None:
+    """d_model from the config alone (as `model_depth`), or None where it cannot be read offline."""
+    if builtin.is_builtin(ref.id):
+        return builtin.builtin_model(ref.id).recipe.d_model
+    config = _offline_config(ref)
+    return getattr(config, "hidden_size", None) or getattr(config, "n_embd", None)
+
+
 @dataclass
 class LoadedModel:
     ref: ModelRef

@@ -40,16 +40,23 @@ class PlannedSae:
 
 
 def resolve_imports(spec: Spec, declared: list[DeclaredSae]) -> list[DeclaredSae]:
-    """Imported SAEs with their identity fixed by the digest of their files."""
+    """Imported SAEs found, checked against their hook site and model width (where the model's
+    config is on disk), and with their identity fixed by the digest of their files."""
     if not declared:
         return []
     from harness.formats import resolve
+    from harness.models import model_width
 
+    widths: dict[str, int | None] = {}
     resolved, problems = [], []
     for item in declared:
-        assert item.ref.source is not None
+        ref = item.ref
+        assert ref.source is not None
+        if ref.model.name not in widths:
+            widths[ref.model.name] = model_width(ref.model)
         try:
-            resolved.append(replace(item, ref=replace(item.ref, source=resolve(item.ref.source))))
+            source = resolve(ref.source, ref.layer, ref.hook, widths[ref.model.name])
+            resolved.append(replace(item, ref=replace(ref, source=source)))
         except Exception as exc:
             problems.append(f"saes.{item.label}.source: {exc}")
     if problems:

@@ -31,9 +31,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("query", help='e.g. "select * from health"')
     p.add_argument("--format", choices=["table", "csv", "json"], default="table")
     p.set_defaults(func=cmd_sql)
-    p = sub.add_parser("export", help="write every table and view to Parquet")
+    p = sub.add_parser("export", help="write the tables as Parquet, or the SAEs as SAELens or sparsify directories")
     p.add_argument("db", help="results DuckDB file")
-    p.add_argument("--parquet", required=True, metavar="DIR", help="output directory")
+    p.add_argument("out", nargs="?", metavar="OUT_DIR", help="output directory")
+    p.add_argument("--format", choices=["parquet", "saelens", "sparsify"], default="parquet",
+                   help="parquet: every table and view; saelens: a folder per SAE (SAE.load_from_disk); sparsify: a "
+                        "run folder per model and SAE settings with a folder per hook point (SparseCoder.load_many)")
+    p.add_argument("--sae", action="append", metavar="ID", help="only this SAE (id or unique prefix; repeatable)")
+    p.add_argument("--model", action="append", metavar="ALIAS", help="only SAEs of this model alias (repeatable)")
+    p.add_argument("--parquet", metavar="DIR", help="same as OUT_DIR with --format parquet (earlier syntax)")
     p.set_defaults(func=cmd_export)
     p = sub.add_parser("migrate", help="bring a results file from an earlier sae-bench to this version's schema")
     p.add_argument("db", help="results DuckDB file (a backup copy is kept beside it)")
@@ -130,12 +136,27 @@ def cmd_sql(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_export(args: argparse.Namespace, console: Console) -> int:
-    import duckdb
-
     db = existing_db(args.db, console)
     if db is None:
         return EXIT_BAD_INPUT
-    out = Path(args.parquet)
+    if args.parquet and (args.out or args.format != "parquet"):
+        print_error(console, "--parquet DIR is the earlier spelling of `export DB DIR`; give one of them")
+        return EXIT_BAD_INPUT
+    out = args.out or args.parquet
+    if not out:
+        print_error(console, "give the output directory: sae-bench export DB OUT_DIR [--format parquet|saelens|sparsify]")
+        return EXIT_BAD_INPUT
+    if args.format == "parquet":
+        if args.sae or args.model:
+            print_error(console, "--sae and --model select SAEs to export with --format saelens or sparsify")
+            return EXIT_BAD_INPUT
+        return _export_parquet(db, Path(out), console)
+    return _export_saes(db, Path(out), args, console)
+
+
+def _export_parquet(db: Path, out: Path, console: Console) -> int:
+    import duckdb
+
     out.mkdir(parents=True, exist_ok=True)
     with duckdb.connect(str(db.absolute()), read_only=True,
                         config={"autoload_known_extensions": False, "autoinstall_known_extensions": False}) as con:
@@ -147,6 +168,26 @@ def cmd_export(args: argparse.Namespace, console: Console) -> int:
     console.print(f"wrote {len(names)} table(s) and view(s) to {escape(str(out))}: {', '.join(names)}",
                   highlight=False)
     return 0
+
+
+def _export_saes(db: Path, out: Path, args: argparse.Namespace, console: Console) -> int:
+    from suite.export import ExportError, export
+
+    try:
+        written, failed = export(db, out, args.format, args.sae, args.model)
+    except ExportError as exc:
+        print_error(console, str(exc))
+        return EXIT_BAD_INPUT
+    table = Table(title=f"{len(written)} SAE(s) written as {args.format} to {escape(str(out))}", title_justify="left")
+    for name in ("sae_id", "model", "layer", "hook", "directory"):
+        table.add_column(name, overflow="fold")
+    for stored, path in written:
+        table.add_row(stored.sae_id, escape(stored.model), str(stored.layer), stored.hook,
+                      escape(str(path.relative_to(out))))
+    console.print(table)
+    for stored, reason in failed:
+        print_error(console, f"{stored.sae_id}: {reason}")
+    return EXIT_FAILED if failed else 0
 
 
 def cmd_migrate(args: argparse.Namespace, console: Console) -> int:
