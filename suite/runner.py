@@ -8,6 +8,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.markup import escape
 
+from suite.executors import Executor, make_executor
 from suite.health import evaluate_gates
 from suite.jobs import Job, ScoreResult, ScoreTask, TrainLogRow, TrainResult
 from suite.plan import DONE, TO_TRAIN, PlannedSae, declared_saes, plan
@@ -105,8 +106,11 @@ def regate(store: Store, spec: Spec, planned: list[PlannedSae]) -> None:
 
 
 def run_spec(spec: Spec, db_override: str | None = None, device: str | None = None,
-             console: Console | None = None) -> RunOutcome:
+             console: Console | None = None, executor: Executor | None = None) -> RunOutcome:
+    """`executor`: where the model groups run (default: the spec's `[suite] executor`); this
+    process stays the only writer of the results file either way."""
     console = console or Console()
+    executor = executor or make_executor(spec.model.suite.executor)
     declared = declared_saes(spec)  # raises SpecError before anything is written
     db_path = spec.db_path(db_override)
     store = Store(db_path)
@@ -114,6 +118,8 @@ def run_spec(spec: Spec, db_override: str | None = None, device: str | None = No
     planned = plan(spec, declared, store)
     jobs = [job for p in planned if (job := p.job(spec.log_every)) is not None]
     device = device or spec.model.suite.device
+    if jobs:
+        executor.open(device)  # raises ExecutorError before the run is recorded
     run_id = store.start_run(spec.name, str(spec.path), spec.text, device, len(planned),
                              sum(p.state == TO_TRAIN for p in planned), sum(len(p.missing) for p in planned),
                              run_provenance())
@@ -129,9 +135,7 @@ def run_spec(spec: Spec, db_override: str | None = None, device: str | None = No
         if jobs:
             store.register_saes(run_id, spec.name, [job for job in jobs if job.train or job.sae.source is not None
                                                       and not job.checkpoint])
-            from harness.engine import run_jobs  # the only place the suite drives the harness
-
-            run_jobs(jobs, reporter, spec.checkpoint_dir(db_path), device, console)
+            executor.run(jobs, reporter, spec.checkpoint_dir(db_path), device, console)
         failed = len(reporter.failed_saes) + len(reporter.failed_scores)
         run_status = "failed" if failed else "finished"
     except KeyboardInterrupt:
@@ -144,6 +148,7 @@ def run_spec(spec: Spec, db_override: str | None = None, device: str | None = No
         raise
     finally:
         store.finish_run(run_id, run_status)
+        executor.close()
     return RunOutcome(run_id, db_path, planned, trained=len(reporter.ready), scored=len(reporter.scored),
                       failed=len(reporter.failed_saes) + len(reporter.failed_scores),
                       sae_ids=[p.declared.ref.sae_id for p in planned])

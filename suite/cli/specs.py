@@ -24,6 +24,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         if name == "run":
             p.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"],
                            help="override the spec's [suite].device")
+            p.add_argument("--executor", choices=["local", "ray"],
+                           help="where model groups run (default: the spec's [suite].executor, else local)")
+            p.add_argument("--address", help="Ray cluster to use with --executor ray, e.g. auto or HOST:PORT "
+                                             "(default: RAY_ADDRESS, else a local Ray instance)")
         p.set_defaults(func=func)
 
 
@@ -92,17 +96,19 @@ def cmd_plan(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_run(args: argparse.Namespace, console: Console) -> int:
+    from suite.executors import ExecutorError, make_executor
     from suite.runner import run_spec
     from suite.store import Store, StoreError
     from suite.tables import model_tables
 
     try:
         spec = load_spec(args.spec)
-        outcome = run_spec(spec, args.db, args.device, console)
+        executor = make_executor(args.executor or spec.model.suite.executor, args.address)
+        outcome = run_spec(spec, args.db, args.device, console, executor)
     except SpecError as exc:
         print_spec_errors(exc, console)
         return EXIT_BAD_INPUT
-    except StoreError as exc:
+    except (StoreError, ExecutorError) as exc:
         print_error(console, str(exc))
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
