@@ -179,11 +179,15 @@ def run_cli(*argv: str) -> tuple[int, str]:
     return code, console.export_text()
 
 
-def test_address_without_the_ray_executor_is_refused_before_anything_is_written(tmp_path):
+@pytest.mark.parametrize("flags, named", [(("--address", "auto"), "--address is"),
+                                          (("--cpus-per-group", "2"), "--cpus-per-group is"),
+                                          (("--address", "auto", "--cpus-per-group", "2"),
+                                           "--address and --cpus-per-group are")])
+def test_ray_flags_without_the_ray_executor_are_refused_before_anything_is_written(tmp_path, flags, named):
     db = tmp_path / "a.duckdb"
     spec = write_spec(tmp_path, TINY_SPEC.format(db=db))
-    code, out = run_cli(str(spec), "--address", "auto")
-    assert code == 2 and out.strip() == "error --address is for the ray executor: add --executor ray (or set " \
+    code, out = run_cli(str(spec), *flags)
+    assert code == 2 and out.strip() == f"error {named} for the ray executor: add --executor ray (or set " \
                                         "[suite] executor = \"ray\")"
     assert not db.exists()
 

@@ -15,13 +15,15 @@ from pathlib import Path
 
 import duckdb
 import pytest
+import torch
 from rich.console import Console
 
 from conftest import TINY_SPEC, write_spec
 from suite.catalog import CORE_METRICS
 from suite.cli import build_parser, cmd_run
-from suite.executors.events import Event, GroupStarted, SaeStarted
-from suite.executors.ray import RayExecutor
+from suite.executors.events import Event, GroupStarted
+from suite.executors.ray import RayExecutor, lost_reason
+from suite.executors.worker import run_group
 from suite.runner import run_spec
 from suite.spec import load_spec
 
@@ -58,42 +60,52 @@ def ray_instance():
     ray.shutdown()
 
 
-def test_ray_run_stores_the_local_numbers_bit_for_bit(tiny_run, ray_instance, tmp_path):
-    _, local_db, local_code, _ = tiny_run
-    db = tmp_path / "ray.duckdb"
-    spec = write_spec(tmp_path, TINY_SPEC.format(db=db))
+def run_cli(spec: Path, *flags: str) -> tuple[int, str]:
     console = Console(record=True, width=200)
-    code = cmd_run(build_parser().parse_args(["run", str(spec), "--executor", "ray"]), console)
-    out = console.export_text()
-    assert code == local_code == 0, out
+    code = cmd_run(build_parser().parse_args(["run", str(spec), *flags]), console)
+    return code, console.export_text()
+
+
+def test_ray_run_stores_the_local_numbers_bit_for_bit(ray_instance, tmp_path):
+    local_db, ray_db = tmp_path / "local.duckdb", tmp_path / "ray.duckdb"
+    # CPU results depend on torch's thread count (summation order): the local run gets the one
+    # thread each Ray worker has here (one CPU per group, two groups at a time)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        local_code, local_out = run_cli(write_spec(tmp_path, TINY_SPEC.format(db=local_db), "local.toml"))
+    finally:
+        torch.set_num_threads(threads)
+    code, out = run_cli(write_spec(tmp_path, TINY_SPEC.format(db=ray_db), "ray.toml"), "--executor", "ray",
+                        "--cpus-per-group", "1")
+    assert code == local_code == 0, (out, local_out)
     for table, sql in SAME_ROWS.items():
-        got, want = rows(db, sql), rows(local_db, sql)
+        got, want = rows(ray_db, sql), rows(local_db, sql)
         assert got and got == want, table  # bit for bit: floats compared exactly
     # the groups ran in Ray workers, not in this process, and their progress reached this terminal
     started = re.findall(r"group (\d): (\w+) \(builtin:tiny-\w+\).* on \S+ \(pid (\d+), cpu\)", out)
     assert sorted((g, m) for g, m, _ in started) == [("1", "base"), ("2", "finetune")], out
     assert all(int(pid) != os.getpid() for *_, pid in started)
     assert "[2] training 3 SAE(s) on finetune, layers 0,1,2" in out
-    assert rows(db, "select count(*), min(status) from runs") == [(1, "finished")]
+    assert rows(ray_db, "select count(*), min(status) from runs") == [(1, "finished")]
 
 
 def test_killed_group_fails_alone_and_the_next_run_resumes_it(ray_instance, tmp_path):
     db = tmp_path / "kill.duckdb"
     text = TINY_SPEC.format(db=db).replace("layers = [0, 1, 2]", "layers = [0, 2]").replace(
-        "tokens = 12_000", "tokens = 40_000")
+        "tokens = 12_000", "tokens = 60_000")
     spec = load_spec(write_spec(tmp_path, text))
-    pids: dict[int, int] = {}
     killed: list[int] = []
 
-    def kill_finetune_once_training(event: Event) -> None:
-        if isinstance(event, GroupStarted):
-            pids[event.group] = event.pid
-        if isinstance(event, SaeStarted) and event.group == 1 and not killed:
-            os.kill(pids[1], signal.SIGKILL)  # the worker process running the finetune group
-            killed.append(pids[1])
+    def kill_the_finetune_worker(event: Event) -> None:
+        # as soon as the driver hears the finetune group start (it then loads its model and trains
+        # 60k tokens per SAE: seconds of work left to interrupt)
+        if isinstance(event, GroupStarted) and event.group == 1:
+            os.kill(event.pid, signal.SIGKILL)
+            killed.append(event.pid)
 
     quiet = Console(quiet=True)
-    first = run_spec(spec, console=quiet, executor=RayExecutor(on_event=kill_finetune_once_training))
+    first = run_spec(spec, console=quiet, executor=RayExecutor(on_event=kill_the_finetune_worker))
     assert killed and first.exit_code == 1
     status = rows(db, "select model, layer, status, error from saes")
     assert [(m, layer, s) for m, layer, s, _ in status] == [
@@ -117,3 +129,13 @@ def test_killed_group_fails_alone_and_the_next_run_resumes_it(ray_instance, tmp_
     assert rows(db, "select sae_id, finished_at, weights_sha256 from saes where model = 'base'") == base_before
     assert set(metrics_before) <= set(rows(db, "select * from metrics"))
     assert rows(db, "select count(*) from current_scores") == [(4 * 3,)]
+
+
+def test_a_node_without_the_shared_checkpoint_directory_fails_its_group_with_the_fix(ray_instance, tmp_path):
+    # the driver's marker for this token is absent, as on a node that mounts another directory
+    ref = ray.remote(run_group).options(num_cpus=1, max_retries=0).remote(
+        0, [], str(tmp_path), "token", "cpu", 1, None)
+    with pytest.raises(ray.exceptions.RayTaskError) as info:
+        ray.get(ref)
+    reason = lost_reason(info.value)
+    assert reason.startswith(f"checkpoint directory {tmp_path} on ") and "[suite] checkpoints" in reason

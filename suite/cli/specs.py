@@ -28,7 +28,16 @@ def register(sub: argparse._SubParsersAction) -> None:
                            help="where model groups run (default: the spec's [suite].executor, else local)")
             p.add_argument("--address", help="Ray cluster to use with --executor ray, e.g. auto or HOST:PORT "
                                              "(default: RAY_ADDRESS, else a local Ray instance)")
+            p.add_argument("--cpus-per-group", type=_positive, metavar="N",
+                           help="with --executor ray: CPUs each model group's task holds, and its torch threads "
+                                "(default 1)")
         p.set_defaults(func=func)
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return int(text)
 
 
 def _declared(path: str, console: Console):
@@ -103,7 +112,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
 
     try:
         spec = load_spec(args.spec)
-        executor = make_executor(args.executor or spec.model.suite.executor, args.address)
+        executor = make_executor(args.executor or spec.model.suite.executor, args.address, args.cpus_per_group)
         outcome = run_spec(spec, args.db, args.device, console, executor)
     except SpecError as exc:
         print_spec_errors(exc, console)

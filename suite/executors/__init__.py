@@ -9,18 +9,19 @@ from suite.executors.local import LocalExecutor
 EXECUTORS = ("local", "ray")
 
 
-def make_executor(name: str, address: str | None = None) -> Executor:
+def make_executor(name: str, address: str | None = None, cpus_per_group: int | None = None) -> Executor:
     """The executor `name`; raises ExecutorError (one line) before anything runs or is written."""
     if name == "local":
-        if address:
-            raise ExecutorError("--address is for the ray executor: add --executor ray "
-                                "(or set [suite] executor = \"ray\")")
+        given = [flag for flag, value in (("--address", address), ("--cpus-per-group", cpus_per_group)) if value]
+        if given:
+            raise ExecutorError(f"{' and '.join(given)} {'is' if len(given) == 1 else 'are'} for the ray executor: "
+                                "add --executor ray (or set [suite] executor = \"ray\")")
         return LocalExecutor()
     if name == "ray":
         from suite.executors.ray import RayExecutor, import_ray
 
         import_ray()  # fail now, with the install hint, when Ray is missing
-        return RayExecutor(address)
+        return RayExecutor(address, cpus_per_group or 1)
     raise ExecutorError(f"unknown executor {name!r}; executors: {', '.join(EXECUTORS)}")
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 
 from suite.executors.base import ExecutorError, describe_group, model_groups
 from suite.executors.display import GroupsDisplay
@@ -43,11 +44,13 @@ def import_ray() -> Any:
 class RayExecutor:
     name = "ray"
 
-    def __init__(self, address: str | None = None, on_event: Callable[[Event], None] | None = None):
+    def __init__(self, address: str | None = None, cpus_per_group: int = 1,
+                 on_event: Callable[[Event], None] | None = None):
         """`address`: a running cluster (`auto`, `HOST:PORT`, `ray://HOST:PORT`); None starts a
-        local Ray instance unless RAY_ADDRESS names one. `on_event` sees every event after the
-        driver applied it (for tests and tools)."""
-        self.address, self.on_event = address, on_event
+        local Ray instance unless RAY_ADDRESS names one. `cpus_per_group`: CPUs each group task
+        holds, and its torch threads. `on_event` sees every event after the driver applied it
+        (for tests and tools)."""
+        self.address, self.cpus_per_group, self.on_event = address, cpus_per_group, on_event
         self._started = False
 
     def open(self, device: str) -> None:
@@ -73,78 +76,102 @@ class RayExecutor:
 
     def run(self, jobs: list[Job], reporter: JobReporter, checkpoint_root: Path, device: str,
             console: Console | None) -> None:
-        ray = import_ray()
-        from ray.util.queue import Queue
-
         self.open(device)
-        groups = model_groups(jobs)
-        nodes = _nodes(ray)
-        gpus = _gpus_per_group(device, nodes)
         root = checkpoint_root.resolve()  # workers do not share the driver's working directory
         token = uuid.uuid4().hex
         mark = mark_shared(root, token)
-        ledger = Ledger(reporter)
-        by_key = {job.key: job for job in jobs}
-        queue = Queue(actor_options={"num_cpus": 0})
-        task = ray.remote(run_group)
-        pending: dict[Any, int] = {}
-        display = GroupsDisplay(console, [describe_group(group) for group in groups])
-
-        def apply(event: Event) -> None:
-            if isinstance(event, GroupStarted):
-                display.started(event)
-            elif isinstance(event, ProgressUpdate):
-                display.update(event)
-            else:
-                ledger.apply(event, by_key[getattr(event, "job_key")])
-            if self.on_event is not None:
-                self.on_event(event)
-
-        def drain() -> None:
-            while size := queue.size():
-                for event in queue.get_nowait_batch(size):
-                    apply(event)
-
         try:
-            with display:
-                display.progress.console.print(
-                    f"[dim]Ray: {len(groups)} model group(s) on {len(nodes)} node(s) with "
-                    f"{sum(n.get('CPU', 0) for n in nodes):g} CPU(s), {sum(n.get('GPU', 0) for n in nodes):g} GPU(s); "
-                    f"checkpoints in {root}[/dim]", highlight=False)
-                for index, group in enumerate(groups):
-                    request = group_request(group, gpus)
-                    why = _infeasible(request, nodes)
-                    if why:
-                        display.lost(index, why, ledger.lose(group, why))
-                        continue
-                    ref = task.options(num_cpus=request.cpus, num_gpus=request.gpus, memory=request.memory,
-                                       max_retries=0, name=f"sae-bench group {index + 1}").remote(
-                        index, group, str(root), token, device, queue)
-                    pending[ref] = index
-                while pending:
-                    drain()
-                    ready, _ = ray.wait(list(pending), num_returns=len(pending), timeout=POLL_SECONDS)
-                    if ready:
-                        drain()  # a task's events are all queued before it returns
-                    for ref in ready:
-                        index = pending.pop(ref)
-                        try:
-                            ray.get(ref)
-                        except Exception as exc:
-                            reason = lost_reason(exc)
-                            display.lost(index, reason, ledger.lose(groups[index], reason))
-                        else:
-                            display.finished(index)
-        except BaseException:
-            for ref in pending:  # a stopped driver stops its tasks; the runner marks what they held
-                ray.cancel(ref, force=True)
-            raise
+            _Driver(import_ray(), jobs, reporter, console, self.on_event).run(root, token, device,
+                                                                              self.cpus_per_group)
         finally:
             mark.unlink(missing_ok=True)
+
+
+class _Driver:
+    """One run's groups: submit them, apply their events as they arrive, settle each as it ends."""
+
+    def __init__(self, ray: Any, jobs: list[Job], reporter: JobReporter, console: Console | None,
+                 on_event: Callable[[Event], None] | None):
+        from ray.util.queue import Queue
+
+        self.ray, self.on_event = ray, on_event
+        self.groups = model_groups(jobs)
+        self.by_key = {job.key: job for job in jobs}
+        self.ledger = Ledger(reporter)
+        self.display = GroupsDisplay(console, [describe_group(group) for group in self.groups])
+        self.queue = Queue(actor_options={"num_cpus": 0})
+        self.pending: dict[Any, int] = {}  # task ref -> group index
+
+    def run(self, root: Path, token: str, device: str, cpus: int) -> None:
+        try:
+            with self.display:
+                self._submit(root, token, device, cpus)
+                while self.pending:
+                    self._drain()
+                    ready, _ = self.ray.wait(list(self.pending), num_returns=len(self.pending),
+                                             timeout=POLL_SECONDS)
+                    if ready:
+                        self._drain()  # a task's events are all queued before it returns
+                    for ref in ready:
+                        self._settle(ref)
+        except BaseException as exc:
+            for ref in self.pending:  # a stopped driver stops its tasks; the runner marks what they held
+                self.ray.cancel(ref, force=True)
+            if isinstance(exc, KeyboardInterrupt):
+                try:
+                    self._drain()  # results that arrived before the stop are kept
+                except Exception:
+                    pass
+            raise
+        finally:
             try:
-                queue.shutdown(force=True)
+                self.queue.shutdown(force=True)
             except Exception:
                 pass
+
+    def _submit(self, root: Path, token: str, device: str, cpus: int) -> None:
+        nodes = _nodes(self.ray)
+        gpus = _gpus_per_group(device, nodes)
+        self.display.progress.console.print(
+            f"[dim]Ray: {len(self.groups)} model group(s) on {len(nodes)} node(s) with "
+            f"{sum(n.get('CPU', 0) for n in nodes):g} CPU(s), {sum(n.get('GPU', 0) for n in nodes):g} GPU(s); "
+            f"checkpoints in {escape(str(root))}[/dim]", highlight=False)
+        task = self.ray.remote(run_group)
+        for index, group in enumerate(self.groups):
+            request = group_request(group, gpus, cpus)
+            why = _infeasible(request, nodes)
+            if why:
+                self.display.lost(index, why, self.ledger.lose(group, why))
+                continue
+            ref = task.options(num_cpus=request.cpus, num_gpus=request.gpus, memory=request.memory, max_retries=0,
+                               name=f"sae-bench group {index + 1}").remote(index, group, str(root), token, device,
+                                                                          cpus, self.queue)
+            self.pending[ref] = index
+
+    def _drain(self) -> None:
+        while size := self.queue.size():
+            for event in self.queue.get_nowait_batch(size):
+                self._apply(event)
+
+    def _apply(self, event: Event) -> None:
+        if isinstance(event, GroupStarted):
+            self.display.started(event)
+        elif isinstance(event, ProgressUpdate):
+            self.display.update(event)
+        else:
+            self.ledger.apply(event, self.by_key[getattr(event, "job_key")])
+        if self.on_event is not None:
+            self.on_event(event)
+
+    def _settle(self, ref: Any) -> None:
+        index = self.pending.pop(ref)
+        try:
+            self.ray.get(ref)
+        except Exception as exc:
+            reason = lost_reason(exc)
+            self.display.lost(index, reason, self.ledger.lose(self.groups[index], reason))
+        else:
+            self.display.finished(index)
 
 
 def _nodes(ray: Any) -> list[dict]:

@@ -1,4 +1,4 @@
-"""What a model group asks Ray for: a GPU when the run uses GPUs, one CPU, and host memory
+"""What a model group asks Ray for: a GPU when the run uses GPUs, CPUs (one by default), and host memory
 estimated from the model's size, so the scheduler packs groups onto nodes that can hold them.
 
 The size comes from the model's config without loading weights (built-in recipes, local
@@ -76,7 +76,7 @@ def model_config(ref: ModelRef) -> object | None:
         return None
 
 
-def group_request(jobs: list[Job], gpus: float) -> Request:
+def group_request(jobs: list[Job], gpus: float, cpus: int = 1) -> Request:
     """Host memory: the model at its dtype (fp32 on CPU; bf16 unless the spec says otherwise on
     GPU); when the group trains on CPU, also each SAE's weights, gradients and two Adam moments
     in fp32 and one shuffle buffer per hooked site; plus BASE_BYTES."""
@@ -95,4 +95,4 @@ def group_request(jobs: list[Job], gpus: float) -> Request:
                 memory += 4 * 4 * 2 * sae.latents * d_model  # W_enc, W_dec: weights, grads, Adam m and v
                 sites.add((job.layer, job.sae.hook, train.buffer_batches * train.batch_tokens))
         memory += sum(4 * d_model * rows for *_, rows in sites)
-    return Request(cpus=1, gpus=gpus, memory=-(-memory // 2**20) * 2**20, model_params=params)
+    return Request(cpus=cpus, gpus=gpus, memory=-(-memory // 2**20) * 2**20, model_params=params)

@@ -72,12 +72,18 @@ class RelayProgress(Progress):
             self.send(ProgressUpdate(self.group, int(task_id), task.description, task.completed, task.total))
 
 
-def run_group(group: int, jobs: list[Job], checkpoint_root: str, token: str, device: str, queue: Any) -> int:
-    """Run one group; returns how many events it sent. Raises only what the engine does not
-    confine to a job (a checkpoint directory this node does not share, a bug)."""
+def run_group(group: int, jobs: list[Job], checkpoint_root: str, token: str, device: str, threads: int,
+              queue: Any) -> int:
+    """Run one group with `threads` torch threads (the CPUs its task holds: CPU results depend on
+    the thread count, so it is set, not left to the environment); returns how many events it
+    sent. Raises only what the engine does not confine to a job (a checkpoint directory this node
+    does not share, a bug)."""
+    import torch
+
     from harness.engine import run_jobs
     from harness.models import pick_device
 
+    torch.set_num_threads(threads)
     sent = 0
 
     def send(event: Event) -> None:
