@@ -12,7 +12,7 @@ from rich.console import Console
 
 from conftest import TINY_SPEC, write_spec
 from suite.cli import build_parser, cmd_run
-from suite.executors import model_groups
+from suite.executors import LocalExecutor, make_executor, model_groups
 from suite.executors.events import (Event, Ledger, ProgressUpdate, RelayReporter, SaeFailed, SaeReady, SaeStarted,
                                     ScoreFailed, ScoreFinished, TrainLog)
 from suite.executors.ray import _infeasible
@@ -199,6 +199,7 @@ def test_ray_executor_without_ray_says_how_to_install_it(tmp_path, monkeypatch):
     code, out = run_cli(str(spec))
     assert code == 2 and "pip install 'sae-bench[ray]'" in out and len(out.strip().splitlines()) == 1
     assert not db.exists()
+    assert isinstance(make_executor("local"), LocalExecutor)  # the default needs no Ray
 
 
 def test_unknown_executor_in_a_spec_is_a_spec_error():
@@ -208,3 +209,17 @@ def test_unknown_executor_in_a_spec_is_a_spec_error():
     with pytest.raises(SpecError) as info:
         parse_spec(text, "s.toml")
     assert info.value.problems == ["suite.executor: expected one of 'local' or 'ray', got 'dask'"]
+
+
+def test_an_address_nobody_answers_fails_fast_with_the_fix():
+    import socket
+
+    from suite.executors import ExecutorError
+    from suite.executors.ray import RayExecutor
+
+    pytest.importorskip("ray")
+    with socket.socket() as probe:  # a port that was free a moment ago: nothing listens there
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with pytest.raises(ExecutorError, match=rf"no Ray cluster answers at 127.0.0.1:{port} .*ray start --head"):
+        RayExecutor(f"127.0.0.1:{port}").open("cpu")

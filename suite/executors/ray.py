@@ -14,6 +14,7 @@ reason and the other groups go on; the next run retrains and rescores only that.
 from __future__ import annotations
 
 import logging
+import socket
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -56,6 +57,7 @@ class RayExecutor:
     def open(self, device: str) -> None:
         ray = import_ray()
         if not ray.is_initialized():
+            _check_reachable(self.address)
             try:
                 ray.init(address=self.address, include_dashboard=False, log_to_driver=False,
                          logging_level=logging.ERROR)
@@ -172,6 +174,19 @@ class _Driver:
             self.display.lost(index, reason, self.ledger.lose(self.groups[index], reason))
         else:
             self.display.finished(index)
+
+
+def _check_reachable(address: str | None, timeout: float = 5.0) -> None:
+    """A HOST:PORT nobody listens on fails now: `ray.init` would retry it for many minutes."""
+    if not address or "://" in address or address == "auto" or ":" not in address:
+        return
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout):
+            pass
+    except (OSError, ValueError) as exc:
+        raise ExecutorError(f"no Ray cluster answers at {address} ({exc}): start one with `ray start --head` "
+                            "(docs/cluster.md) or check --address") from None
 
 
 def _nodes(ray: Any) -> list[dict]:
