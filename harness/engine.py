@@ -72,14 +72,15 @@ def _by_model(jobs: Iterable[Job]) -> dict[ModelRef, list[Job]]:
 
 
 def run_jobs(jobs: list[Job], reporter: JobReporter, checkpoint_root: Path, device: str = "auto",
-             console: Console | None = None) -> None:
+             console: Console | None = None, progress: Progress | None = None) -> None:
+    """`progress`: where bars go (a Ray worker relays them); default, a live display on `console`."""
     try:
         torch_device = pick_device(device)
     except Exception as exc:  # e.g. cuda requested on a machine without it: every job fails, with why
         for job in jobs:
             _fail_job(reporter, job, error_text(exc))
         return
-    with _progress(console) as progress:
+    with progress or _progress(console) as progress:
         for model_ref, model_jobs in _by_model(jobs).items():
             try:
                 lm = load_model(model_ref, torch_device, progress)

@@ -8,6 +8,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.markup import escape
 
+from suite.executors import Executor, make_executor
 from suite.health import evaluate_gates
 from suite.jobs import Job, ScoreResult, ScoreTask, TrainLogRow, TrainResult
 from suite.plan import DONE, TO_TRAIN, PlannedSae, declared_saes, plan
@@ -107,11 +108,14 @@ def regate(store: Store, spec: Spec, planned: list[PlannedSae]) -> None:
 
 
 def run_spec(spec: Spec, db_override: str | None = None, device: str | None = None,
-             console: Console | None = None) -> RunOutcome:
+             console: Console | None = None, executor: Executor | None = None) -> RunOutcome:
     """Plan, train and score under the results file's writer lock (StoreBusy if another run
     holds it). Whatever ends the run, no SAE it registered and no run row is left `pending` or
-    `running`: a stop marks them `interrupted`, an error `failed` with its one-line reason."""
+    `running`: a stop marks them `interrupted`, an error `failed` with its one-line reason.
+    `executor`: where the model groups run (default: the spec's `[suite] executor`); this
+    process stays the only writer of the results file either way."""
     console = console or Console()
+    executor = executor or make_executor(spec.model.suite.executor)
     declared = declared_saes(spec)  # raises SpecError before anything is written
     db_path = spec.db_path(db_override)
     store = Store(db_path, on_wait=lambda holder: console.print(
@@ -121,7 +125,7 @@ def run_spec(spec: Spec, db_override: str | None = None, device: str | None = No
     with WriterLock(db_path, "run"):
         store.init()
         _recover(store, spec.checkpoint_dir(db_path), console)
-        return _run_locked(spec, store, declared, device, console)
+        return _run_locked(spec, store, declared, device, console, executor)
 
 
 def _recover(store: Store, checkpoints: Path, console: Console) -> None:
@@ -137,11 +141,14 @@ def _recover(store: Store, checkpoints: Path, console: Console) -> None:
     clean_stale_builds()  # built-in assets a killed run was building
 
 
-def _run_locked(spec: Spec, store: Store, declared: list, device: str | None, console: Console) -> RunOutcome:
+def _run_locked(spec: Spec, store: Store, declared: list, device: str | None, console: Console,
+                executor: Executor) -> RunOutcome:
     db_path = store.path
     planned = plan(spec, declared, store)
     jobs = [job for p in planned if (job := p.job(spec.log_every)) is not None]
     device = device or spec.model.suite.device
+    if jobs:
+        executor.open(device)  # raises ExecutorError before the run is recorded
     run_id = store.start_run(spec.name, str(spec.path), spec.text, device, len(planned),
                              sum(p.state == TO_TRAIN for p in planned), sum(len(p.missing) for p in planned),
                              run_provenance())
@@ -158,9 +165,7 @@ def _run_locked(spec: Spec, store: Store, declared: list, device: str | None, co
         if jobs:
             registered = [job for job in jobs if job.train or job.sae.source is not None and not job.checkpoint]
             store.register_saes(run_id, spec.name, registered)
-            from harness.engine import run_jobs  # the only place the suite drives the harness
-
-            run_jobs(jobs, reporter, spec.checkpoint_dir(db_path).absolute(), device, console)
+            executor.run(jobs, reporter, spec.checkpoint_dir(db_path).absolute(), device, console)
         failed = len(reporter.failed_saes) + len(reporter.failed_scores)
         run_status = "failed" if failed else "finished"
     except BaseException as exc:
@@ -172,6 +177,7 @@ def _run_locked(spec: Spec, store: Store, declared: list, device: str | None, co
         raise
     finally:
         _safely(lambda: store.finish_run(run_id, run_status))
+        _safely(executor.close)
     return RunOutcome(run_id, db_path, planned, trained=len(reporter.ready), scored=len(reporter.scored),
                       failed=len(reporter.failed_saes) + len(reporter.failed_scores),
                       sae_ids=[p.declared.ref.sae_id for p in planned])

@@ -85,6 +85,7 @@ class SuiteSection(_Strict):
     db: str | None = None
     checkpoints: str | None = None
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
+    executor: Literal["local", "ray"] = "local"  # ray: one Ray task per model group (docs/cluster.md)
     description: str = ""
 
 

@@ -37,7 +37,20 @@ def register(sub: argparse._SubParsersAction) -> None:
         if name == "run":
             p.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"],
                            help="override the spec's [suite].device")
+            p.add_argument("--executor", choices=["local", "ray"],
+                           help="where model groups run (default: the spec's [suite].executor, else local)")
+            p.add_argument("--address", help="Ray cluster to use with --executor ray, e.g. auto or HOST:PORT "
+                                             "(default: RAY_ADDRESS, else a local Ray instance)")
+            p.add_argument("--cpus-per-group", type=_positive, metavar="N",
+                           help="with --executor ray: CPUs each model group's task holds, and its torch threads "
+                                "(default 1)")
         p.set_defaults(func=func)
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return int(text)
 
 
 def _declared(path: str, console: Console):
@@ -108,18 +121,20 @@ def cmd_plan(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_run(args: argparse.Namespace, console: Console) -> int:
+    from suite.executors import ExecutorError, make_executor
     from suite.runner import run_spec
     from suite.store import Store, StoreError
     from suite.tables import model_tables
 
     try:
         spec = load_spec(args.spec)
+        executor = make_executor(args.executor or spec.model.suite.executor, args.address, args.cpus_per_group)
         with sigterm_as_interrupt():
-            outcome = run_spec(spec, args.db, args.device, console)
+            outcome = run_spec(spec, args.db, args.device, console, executor)
     except SpecError as exc:
         print_spec_errors(exc, console)
         return EXIT_BAD_INPUT
-    except StoreError as exc:
+    except (StoreError, ExecutorError) as exc:
         print_error(console, str(exc))
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:

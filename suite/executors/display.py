@@ -1,0 +1,52 @@
+"""The driver's terminal during a Ray run: one line per group's current bar (mirrored from its
+worker), an overall count of groups, and a line when a group starts or is lost."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+
+from suite.executors.events import GroupStarted, ProgressUpdate
+
+
+class GroupsDisplay:
+    def __init__(self, console: Console | None, labels: list[str]):
+        self.console = console or Console()
+        self.labels = labels
+        self.progress = Progress(
+            TextColumn("[progress.description]{task.description}"), BarColumn(),
+            TextColumn("{task.completed:,.0f}/{task.total:,.0f}"), TimeElapsedColumn(),
+            console=self.console, transient=False)
+        self.overall = self.progress.add_task(f"model groups on Ray ({len(labels)})", total=len(labels))
+        self.bars: dict[tuple[int, int], TaskID] = {}
+
+    def __enter__(self) -> "GroupsDisplay":
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+    def started(self, event: GroupStarted) -> None:
+        self.progress.console.print(
+            f"[dim]group {event.group + 1}: {escape(self.labels[event.group])} on {escape(event.host)} "
+            f"(pid {event.pid}, {escape(event.device)})[/dim]", highlight=False)
+
+    def update(self, event: ProgressUpdate) -> None:
+        description = f"[{event.group + 1}] {event.description}"
+        key = (event.group, event.task_id)
+        if key not in self.bars:
+            self.bars[key] = self.progress.add_task(description, total=event.total, completed=event.completed)
+        else:
+            self.progress.update(self.bars[key], description=description, total=event.total,
+                                 completed=event.completed)
+
+    def finished(self, group: int) -> None:
+        self.progress.advance(self.overall)
+
+    def lost(self, group: int, reason: str, count: int) -> None:
+        self.progress.console.print(
+            f"[red]lost[/red] group {group + 1} ({escape(self.labels[group])}): {escape(reason.splitlines()[0])}; "
+            f"{count} SAE(s)/score(s) marked failed", highlight=False)
+        self.finished(group)
