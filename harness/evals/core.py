@@ -2,8 +2,9 @@
 
 Per batch of eval windows (`ctx_len` tokens, BOS-led, documents joined with EOS):
 - CE/KL batches (the first `tokens`): one clean forward (captures every hooked site, gives the
-  reference distribution), one zero-ablated forward per site (shared by that site's SAEs) and
-  one SAE-patched forward per SAE (`get_recons_loss` in sae_bench/evals/core/main.py);
+  reference distribution), one zero-ablated run per site (shared by that site's SAEs) and one
+  SAE-patched run per SAE (`get_recons_loss` in sae_bench/evals/core/main.py); the patched runs
+  resume at the patched layer and share batched forwards (harness.evals.downstream);
 - sparsity batches (the first `sparsity_tokens`, from the stream's start again): the SAEs'
   codes and reconstructions of the non-special tokens (`get_sparsity_and_variance_metrics`).
   Where a batch is also a CE/KL batch its clean activations are reused (the same tokens give the
@@ -18,8 +19,9 @@ import time
 import torch
 from rich.progress import Progress
 
-from harness.activations import HookSite, capture, patched
-from harness.metrics import DownstreamStats, ReconstructionStats, token_ce, token_kl
+from harness.activations import HookSite, capture
+from harness.evals.downstream import downstream_batch
+from harness.metrics import DownstreamStats, ReconstructionStats
 from harness.models import LoadedModel
 from harness.saes import SparseAutoencoder
 from harness.tokens import DatasetLoadError, iter_windows, special_mask
@@ -56,7 +58,7 @@ def score_core(lm: LoadedModel, saes: dict[str, ScoredSae], ev: EvalSettings,
             ids = input_ids.to(lm.device)
             keep = ~special_mask(ids, special_ids)
             if index < recon_batches:
-                acts = _downstream_batch(lm, ids, keep, sites, saes, acc)
+                acts = downstream_batch(lm, ids, keep, sites, saes, {key: a.down for key, a in acc.items()})
             else:
                 acts, _ = capture(lm, ids, sites)
             if index < sparsity_batches:
@@ -83,35 +85,6 @@ def score_core(lm: LoadedModel, saes: dict[str, ScoredSae], ev: EvalSettings,
             density=a.recon.density_histogram(), seconds=seconds,
             dataset_fingerprint=fingerprint.hexdigest(), device_name=lm.device_name, warning=warning)
     return results
-
-
-def _downstream_batch(lm: LoadedModel, ids: torch.Tensor, keep: torch.Tensor, sites: list[HookSite],
-                      saes: dict[str, ScoredSae], acc: dict[str, _SaeAccumulators]) -> dict:
-    """CE and KL of the clean, zero-ablated and SAE-patched runs of one batch; returns the clean
-    activations of every site."""
-    acts, logits = capture(lm, ids, sites, stop_early=False)
-    clean_logp = torch.log_softmax(logits.float(), dim=-1)
-    ce_clean = token_ce(logits, ids)
-    del logits
-    ce_mask, kl_mask = keep[:, :-1], keep  # the input token of the position is not special
-    for site in sites:
-        with patched(lm, site, torch.zeros_like):  # every position, special ones included
-            zero_logits = lm.model(input_ids=ids, use_cache=False).logits
-        ce_zero, kl_zero = token_ce(zero_logits, ids), token_kl(clean_logp, zero_logits)
-        del zero_logits
-        original = acts[site]
-        x = original.float()
-        for key, (sae_site, sae) in saes.items():
-            if sae_site != site:
-                continue
-            x_hat = sae.decode(sae.encode(x)).to(original.dtype)
-            replacement = torch.where(keep[..., None], x_hat, original)  # specials keep their activation
-            with patched(lm, site, lambda _h, r=replacement: r):
-                sae_logits = lm.model(input_ids=ids, use_cache=False).logits
-            acc[key].down.add(ce_mask, kl_mask, ce_clean=ce_clean, ce_zero=ce_zero, ce_sae=token_ce(sae_logits, ids),
-                              kl_zero=kl_zero, kl_sae=token_kl(clean_logp, sae_logits))
-            del sae_logits
-    return acts
 
 
 def _sparsity_batch(acts: dict, keep: torch.Tensor, saes: dict[str, ScoredSae],
