@@ -5,7 +5,6 @@ and the prompts on a real model."""
 from __future__ import annotations
 
 import math
-import time
 
 import pytest
 import torch
@@ -286,19 +285,17 @@ def test_planted_case_needs_saebenchs_letter_probe_settings():
 
 
 def test_na_is_decided_before_any_sae_work():
-    """Letters drowned in noise: the probes fail, the reason comes back quickly, the SAE is
-    never touched, and the per-letter F1s are still reported."""
+    """Letters drowned in noise: the probes fail, the reason comes back without the SAE ever
+    being touched, and the per-letter F1s are still reported."""
 
     class Untouchable:
         def __getattr__(self, name):
             raise AssertionError(f"the SAE was used ({name}) for an n/a layer")
 
     split, fresh, _ = _planted(True, sigma=1.0)
-    started = time.perf_counter()
     evaluation = AbsorptionEval.from_activations([0], AbsorptionSettings(), split["train"], split["test"], fresh)
     reason = evaluation.not_applicable(0)
     outcome = evaluation.score(Untouchable(), 0)
-    assert time.perf_counter() - started < 5
     assert reason and outcome.reason == reason and outcome.metrics == {}
     assert "of 26 letters have a ground-truth probe F1 > 0.6 at layer 0 (need 20" in reason
     assert [r.letter for r in outcome.letters] == list(LETTERS)
@@ -388,17 +385,15 @@ def test_shared_context_activations_equal_whole_prompts(tiny_lm):
     assert per_word[0].shape == acts[0].shape
 
 
-def test_real_model_na_is_fast_and_reports_letters(tiny_lm):
+def test_real_model_na_reports_letters_without_sae_work(tiny_lm):
     """The tiny test model cannot spell: n/a with SAEBench's defaults, decided before the SAE is used."""
 
     class Untouchable:
         def __getattr__(self, name):
             raise AssertionError("the SAE was used")
 
-    started = time.perf_counter()
     evaluation = AbsorptionEval(tiny_lm, [1, 2], AbsorptionSettings())
     outcome = evaluation.score(Untouchable(), 1)
-    assert time.perf_counter() - started < 5
     assert outcome.metrics == {} and "letters have a ground-truth probe F1" in outcome.reason
     assert len(outcome.letters) == 26 and evaluation.letters(2)[0].letter == "a"
     assert evaluation.timings["word_activations"] > 0 and not evaluation.dropped
