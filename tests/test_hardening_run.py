@@ -110,12 +110,12 @@ def test_unwritable_checkpoint_directory_fails_the_sae(tmp_path, capsys):
 
 
 def test_disk_full_while_checkpointing(tmp_path, monkeypatch):
-    import harness.checkpoint
+    import harness.formats.saelens
 
     def full(tensors, path, *args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device", str(path))
 
-    monkeypatch.setattr(harness.checkpoint, "save_file", full)
+    monkeypatch.setattr(harness.formats.saelens, "save_file", full)  # where checkpoints are written
     assert main(["run", str(mini_spec(tmp_path))]) == 1
     db = tmp_path / "mini.duckdb"
     status, error = _saes(db)[(0, 1e-3)]
