@@ -239,4 +239,5 @@ class ModelRun:
         notes = {m: outcome.reason for m in ABSORPTION_METRICS} if outcome.reason else {}
         letters = [LetterRow(r.letter, r.probe_f1, r.scored, r.words, r.mean_absorption, r.full_absorption,
                              r.split_features) for r in outcome.letters]
-        return ScoreResult(outcome.metrics, notes=notes, letters=letters, device_name=self.lm.device_name)
+        return ScoreResult(outcome.metrics, notes=notes, letters=letters, device_name=self.lm.device_name,
+                           warning=outcome.warning, resolved=outcome.resolved)

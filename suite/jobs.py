@@ -121,7 +121,10 @@ class AbsorptionSettings:
     probe_lr: float = 1e-2  # common.train_and_save_probes lr
     probe_end_lr: float = 1e-5  # probing.train_multi_probe end_lr
     probe_weight_decay: float = 1e-4  # probing.train_linear_probe_for_task weight_decay
-    sparse_probe_batch_size: int = 4096  # eval_config.k_sparse_probe_batch_size
+    # eval_config.k_sparse_probe_batch_size is 4096; 0 (ours) = chosen from the number of train
+    # words so that an epoch has at least 20 optimiser steps, at most 4096 (harness.absorption.probes
+    # `sparse_probe_batch`); the batch used is stored with the score (scores.eval_settings.resolved)
+    sparse_probe_batch_size: int = 0
     sparse_probe_epochs: int = 50  # eval_config.k_sparse_probe_num_epochs
     sparse_probe_l1: float = 0.01  # eval_config.k_sparse_probe_l1_decay
     sparse_probe_lr: float = 1e-2  # k_sparse_probing.train_sparse_multi_probe lr
@@ -342,6 +345,7 @@ class ScoreResult:
     dataset_fingerprint: str | None = None  # sha256 of the eval token stream consumed
     device_name: str | None = None
     warning: str | None = None  # e.g. the dataset ended before the eval's budget
+    resolved: dict[str, Any] = field(default_factory=dict)  # settings chosen at run time (e.g. "auto" batch sizes)
 
 
 class JobReporter(Protocol):

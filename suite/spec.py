@@ -172,7 +172,7 @@ class AbsorptionSection(_Strict):
     probe_lr: PositiveFloat = 1e-2
     probe_end_lr: PositiveFloat = 1e-5
     probe_weight_decay: Annotated[float, Field(ge=0)] = 1e-4
-    sparse_probe_batch_size: PositiveInt = 4096
+    sparse_probe_batch_size: NonNegativeInt = 0  # 0: chosen from the number of train words
     sparse_probe_epochs: PositiveInt = 50
     sparse_probe_l1: Annotated[float, Field(ge=0)] = 0.01
     sparse_probe_lr: PositiveFloat = 1e-2

@@ -53,12 +53,14 @@ Deliberate differences from SAEBench (each also noted where it happens):
   runs once from the KV cache; each word's activation is still exactly that of its own prompt).
 - Only the four means are reported (no standard deviations); per-letter rows are returned.
 
-Caveat kept from SAEBench (its defaults are ours): the k-sparse L1 probe's batch of 4096 means
-one Adam step per epoch, 50 in all, when there are fewer than 4096 train words. That is too few
-to rank the latents (the ranking then follows the probe's random init and Adam's sign-like
-steps, and main latents come out wrong on the planted test); SAEBench's real vocabularies give
-it hundreds of steps. Specs for small vocabularies should lower `sparse_probe_batch_size`
-(specs/demo.toml: 256, ~550 steps for its ~2,800 train words).
+- The k-sparse L1 probe's batch is chosen from the number of train words unless the spec sets
+  it (`sparse_probe_batch_size = 0`, the default): SAEBench's 4096, lowered so that an epoch has at
+  least 20 optimiser steps (`probes.sparse_probe_batch`). SAEBench's 4096 gives a vocabulary of a
+  few thousand words one Adam step per epoch, 50 in all: too few to rank the latents (the ranking
+  follows the probe's random init and Adam's sign-like steps) and the planted test's absorption
+  comes out 0.73-0.90 for a true 0.088 (SAEBench's own code errs the same way); chosen, it is
+  exact. The batch used is stored with the score (`scores.eval_settings` -> `resolved`), and a
+  batch set in the spec that leaves fewer than 20 steps per epoch is used with a warning.
 """
 
 from harness.absorption.evaluation import AbsorptionEval, AbsorptionOutcome, LetterResult

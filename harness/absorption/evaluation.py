@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from harness.absorption.probes import f1_per_letter, k_sparse_main_latents, train_multi_probe
+from harness.absorption.probes import f1_per_letter, k_sparse_main_latents, sparse_probe_batch, train_multi_probe
 from harness.absorption.prompts import (
     LETTERS,
     Word,
@@ -47,6 +47,8 @@ class AbsorptionOutcome:
     metrics: dict[str, float]  # 'absorption', 'absorption_full', 'absorption_split_features', 'absorption_letters'
     reason: str | None  # why there is no number (None when metrics are present)
     letters: list[LetterResult]  # 26 rows whenever the probe was trained (also when n/a)
+    resolved: dict[str, int] = field(default_factory=dict)  # settings chosen at run time
+    warning: str | None = None  # a setting that undermines the eval (e.g. too few probe steps)
 
 
 @dataclass
@@ -264,9 +266,10 @@ class AbsorptionEval:
         train_latents = self._encode(sae, self._train.acts[layer])
         test_latents = self._encode(sae, self._test.acts[layer])
         generator = torch.Generator().manual_seed(s.seed)
+        batch, warning = sparse_probe_batch(len(self._train.words), s.sparse_probe_batch_size)
         mains = k_sparse_main_latents(
             train_latents, self._train.labels, test_latents, self._test.labels, good, max_k=s.max_k,
-            f1_jump=s.f1_jump, l1=s.sparse_probe_l1, batch_size=s.sparse_probe_batch_size,
+            f1_jump=s.f1_jump, l1=s.sparse_probe_l1, batch_size=batch,
             epochs=s.sparse_probe_epochs, lr=s.sparse_probe_lr, end_lr=s.sparse_probe_end_lr,
             weight_decay=s.sparse_probe_weight_decay, generator=generator)
         fresh = self._fresh_activations()[layer]
@@ -291,9 +294,11 @@ class AbsorptionEval:
                                      len(mains[i])))
         scored = [r for r in rows if r.scored]
         self.timings["last_score"] = time.perf_counter() - started
+        resolved = {"sparse_probe_batch_size": batch}
         if not scored:
             return AbsorptionOutcome({}, f"no test word of a letter with probe F1 > {s.f1_threshold:g} is "
-                                         f"decoded by the ground-truth probe at layer {layer}", rows)
+                                         f"decoded by the ground-truth probe at layer {layer}", rows, resolved,
+                                     warning)
         # main.py run_eval: statistics.mean over letters with f1_probe > min_GT_probe_f1
         metrics = {
             "absorption": statistics.mean(r.mean_absorption for r in scored),
@@ -301,4 +306,4 @@ class AbsorptionEval:
             "absorption_split_features": statistics.mean(r.split_features for r in scored),
             "absorption_letters": float(len(scored)),
         }
-        return AbsorptionOutcome({k: float(v) for k, v in metrics.items()}, None, rows)
+        return AbsorptionOutcome({k: float(v) for k, v in metrics.items()}, None, rows, resolved, warning)

@@ -25,6 +25,27 @@ import torch
 from harness.absorption.prompts import LETTERS
 
 CLASSES = len(LETTERS)
+SAEBENCH_SPARSE_PROBE_BATCH = 4096  # eval_config.k_sparse_probe_batch_size
+MIN_STEPS_PER_EPOCH = 20  # what the automatic k-sparse probe batch guarantees
+
+
+def sparse_probe_batch(train_words: int, requested: int = 0) -> tuple[int, str | None]:
+    """The k-sparse L1 probe's batch and a warning, if any.
+
+    `requested` 0 chooses the batch from the number of train words: SAEBench's 4096, lowered so
+    an epoch has at least MIN_STEPS_PER_EPOCH Adam steps. SAEBench's 4096 on a vocabulary with
+    few train words gives one step per epoch (50 in all), too few to rank the latents: on the
+    planted test its absorption comes out 0.73-0.90 for a true 0.088; SAEBench's code errs the
+    same way. A requested batch that leaves fewer steps is used as given, with a warning."""
+    if requested:
+        steps = math.ceil(train_words / requested) if train_words else 0
+        if steps < MIN_STEPS_PER_EPOCH:
+            return requested, (f"absorption: sparse_probe_batch_size = {requested} gives the k-sparse probe "
+                               f"{steps} optimiser step(s) per epoch on {train_words} train words (fewer than "
+                               f"{MIN_STEPS_PER_EPOCH}: its latent ranking may follow its random init); "
+                               f"leave it unset (0) to choose one")
+        return requested, None
+    return max(1, min(SAEBENCH_SPARSE_PROBE_BATCH, train_words // MIN_STEPS_PER_EPOCH)), None
 
 
 def train_multi_probe(x: torch.Tensor, y: torch.Tensor, *, batch_size: int, epochs: int, lr: float,

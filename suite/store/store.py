@@ -297,7 +297,8 @@ class Store:
                    metric_version, status, run_id, finished_at, seconds, dataset_fingerprint, device_name, warning)
                    values (?, ?, ?, ?, ?, ?, ?, ?, 'done', ?, ?, ?, ?, ?, ?)""",
                 [score_id, key, job.sae_id, task.name, task.kind, task.dataset_label,
-                 json.dumps(task.identity(), default=str), task.identity()["metric_version"], run_id, _now(),
+                 json.dumps({**task.identity(), **({"resolved": result.resolved} if result.resolved else {})},
+                            default=str), task.identity()["metric_version"], run_id, _now(),
                  result.seconds, result.dataset_fingerprint, result.device_name, result.warning])
             insert_many(con, "insert into metrics values (?, ?, ?, ?, ?)",
                             [[score_id, metric, value, *result.intervals.get(metric, (None, None))]
