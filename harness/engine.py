@@ -25,6 +25,7 @@ from harness.activations import HookSite, hook_name, site_module
 from harness.checkpoint import files_sha256, load_sae, save_sae
 from harness.evals.core import score_core
 from harness.models import LoadedModel, load_model, pick_device
+from harness.run_facts import StampingReporter
 from harness.saes import SparseAutoencoder
 from harness.train import train_group
 from suite.catalog import ABSORPTION_METRICS
@@ -108,7 +109,8 @@ class ModelRun:
     """Everything one loaded model does: train, load, score."""
 
     def __init__(self, lm: LoadedModel, reporter: JobReporter, checkpoint_root: Path, progress: Progress):
-        self.lm, self.reporter, self.checkpoint_root, self.progress = lm, reporter, checkpoint_root, progress
+        self.lm, self.checkpoint_root, self.progress = lm, checkpoint_root, progress
+        self.reporter = StampingReporter(reporter, lm)  # every result says its dtype and threads
         self.saes: dict[str, SparseAutoencoder] = {}  # sae key -> weights ready to score
 
     def run(self, jobs: list[Job]) -> None:

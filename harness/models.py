@@ -122,6 +122,12 @@ class LoadedModel:
         return torch.tensor(ids, dtype=torch.long, device=self.device)
 
     @property
+    def loaded_dtype(self) -> str:
+        """The dtype the weights are in once loaded (`float32`, `bfloat16`): what `auto` became."""
+        first = next(iter(self.model.parameters()), None)
+        return str(first.dtype if first is not None else self.dtype).removeprefix("torch.")
+
+    @property
     def device_name(self) -> str:
         return torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else self.device.type
 

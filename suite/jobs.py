@@ -311,6 +311,8 @@ class TrainResult:
     arch: str | None = None  # for imported SAEs: what their files say
     k: int | None = None
     latents: int | None = None
+    loaded_dtype: str | None = None  # the torch dtype the model's weights were in (float32, bfloat16)
+    threads: int | None = None  # torch intra-op threads of the process that ran it
 
 
 @dataclass
@@ -346,6 +348,8 @@ class ScoreResult:
     device_name: str | None = None
     warning: str | None = None  # e.g. the dataset ended before the eval's budget
     resolved: dict[str, Any] = field(default_factory=dict)  # settings chosen at run time (e.g. "auto" batch sizes)
+    loaded_dtype: str | None = None  # the torch dtype the model's weights were in
+    threads: int | None = None  # torch intra-op threads of the process that ran it
 
 
 class JobReporter(Protocol):

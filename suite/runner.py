@@ -48,13 +48,13 @@ class StoreReporter:
     def sae_ready(self, job: Job, result: TrainResult) -> None:
         self.store.sae_ready(job, result)
         self.ready.append(job)
-        self._record_device(result.device_name)
+        self._record_device(result.device_name, result.threads)
 
     def score_finished(self, job: Job, task: ScoreTask, result: ScoreResult) -> None:
         self.store.finish_score(self.run_id, job, task, result, gate(self.spec, job, task.name, result.metrics,
                                                                        result.notes))
         self.scored.append((job, task))
-        self._record_device(result.device_name)
+        self._record_device(result.device_name, result.threads)
         if result.warning and task.name not in self.warned:
             self.warned.add(task.name)
             self.console.print(f"[yellow]warning[/yellow] {escape(task.name)}: {escape(result.warning)}",
@@ -66,9 +66,10 @@ class StoreReporter:
         self.console.print(f"[red]failed[/red] {escape(job.describe())} on {escape(task.name)}: "
                            f"{escape(error.splitlines()[0])}")
 
-    def _record_device(self, device_name: str | None) -> None:
-        if device_name and not self._device_recorded:
-            self.store.set_run_device(self.run_id, device_name)
+    def _record_device(self, device_name: str | None, threads: int | None) -> None:
+        """The run's device and torch threads, from its first result (a Ray worker's, if Ray ran it)."""
+        if (device_name or threads) and not self._device_recorded:
+            self.store.set_run_device(self.run_id, device_name, threads)
             self._device_recorded = True
 
 
@@ -151,7 +152,7 @@ def _run_locked(spec: Spec, store: Store, declared: list, device: str | None, co
         executor.open(device)  # raises ExecutorError before the run is recorded
     run_id = store.start_run(spec.name, str(spec.path), spec.text, device, len(planned),
                              sum(p.state == TO_TRAIN for p in planned), sum(len(p.missing) for p in planned),
-                             run_provenance())
+                             run_provenance(), executor=executor.name)
     reporter = StoreReporter(store, spec, run_id, console)
     registered: list[Job] = []
     run_status = "failed"

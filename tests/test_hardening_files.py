@@ -14,6 +14,7 @@ import pytest
 from hardening_fixtures import mini_spec, tree_state
 from legacy_v2 import write_v2_store
 from suite.cli import main
+from suite.store import SCHEMA_VERSION
 from tui_fixture import build
 
 
@@ -63,8 +64,8 @@ def make_files(directory: Path) -> dict[str, tuple[Path, str]]:
     files["v2.duckdb"] = (d / "v2.duckdb", "sae-bench migrate")
     newer = d / "v4.duckdb"
     newer.write_bytes(real)
-    _duckdb(newer, "update meta set value = '4' where key = 'schema_version'")
-    files["v4.duckdb"] = (newer, "written by a newer sae-bench (results schema version 4")
+    _duckdb(newer, f"update meta set value = '{SCHEMA_VERSION + 1}' where key = 'schema_version'")
+    files["v4.duckdb"] = (newer, f"written by a newer sae-bench (results schema version {SCHEMA_VERSION + 1}")
     put("directory.duckdb", b"", "")
     (d / "directory.duckdb").unlink()
     (d / "directory.duckdb").mkdir()

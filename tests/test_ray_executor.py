@@ -36,9 +36,9 @@ pytestmark = pytest.mark.slow
 # throughput are where and when, not what, and are left out.
 SAME_ROWS = {
     "saes": "select sae_id, sae_key, status, error, d_model, weights_sha256, model_sha, train_fingerprint, "
-            "hook_name, arch, k, latents from saes",
+            "hook_name, arch, k, latents, loaded_dtype from saes",
     "scores": "select score_id, score_key, sae_id, eval_name, status, error, dataset_fingerprint, warning, "
-              "device_name from scores",
+              "device_name, loaded_dtype from scores",
     "metrics": "select * from metrics",
     "metric_notes": "select * from metric_notes",
     "latent_density": "select * from latent_density",
@@ -88,6 +88,9 @@ def test_ray_run_stores_the_local_numbers_bit_for_bit(ray_instance, tmp_path):
     assert all(int(pid) != os.getpid() for *_, pid in started)
     assert "[2] training 3 SAE(s) on finetune, layers 0,1,2" in out
     assert rows(ray_db, "select count(*), min(status) from runs") == [(1, "finished")]
+    # each run says what ran it and with how many torch threads (the worker's, under Ray)
+    assert rows(ray_db, "select executor, threads from runs") == [("ray", 1)]
+    assert rows(local_db, "select executor, threads from runs") == [("local", 1)]
 
 
 def test_killed_group_fails_alone_and_the_next_run_resumes_it(ray_instance, tmp_path):

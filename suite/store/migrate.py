@@ -1,4 +1,12 @@
-"""Migration of results files written by earlier sae-bench versions.
+"""Migration of results files written by earlier sae-bench versions: a chain of steps.
+
+`STEPS[n]` turns a schema-n file into a schema-(n+1) one inside the caller's transaction;
+`migrate` runs every step from the file's version to `SCHEMA_VERSION` in one transaction after a
+byte copy of the file, so a crash leaves the original intact, and the copy stays beside it.
+The views are dropped first and created once at the end from the current code. A new schema
+version adds one step here (and bumps `SCHEMA_VERSION` in `suite.store.schema`
+and docs/schema.md). Steps only ever add (tables, columns) with `if not exists`, so an earlier
+step that creates tables from the current DDL leaves later steps nothing to redo.
 
 Schema 2 (one `jobs` table: an SAE and its scores under one key that hashed the model alias and
 the eval set, and scores computed before SAEBench's conventions) becomes schema 3:
@@ -8,16 +16,23 @@ the eval set, and scores computed before SAEBench's conventions) becomes schema 
   (the views and reports show current metric versions only), so the next run rescores the SAE
   under SAEBench's conventions instead of silently mixing conventions;
 - its gates are dropped (they judged the old numbers); the next run gates the new scores.
-The whole migration is one transaction after a byte copy of the file, so a crash leaves the
-original intact, and the copy stays beside it.
+
+Schema 3 becomes schema 4 by adding columns: `runs.executor` and `runs.threads` (unknown, null,
+for earlier runs), `saes.loaded_dtype` and `scores.loaded_dtype` (the torch dtype the model ran
+in: from `model_dtype` where the spec named one, else by the rule the loader has used since
+schema 3, bfloat16 on a GPU and float32 elsewhere), and `saes.wandb_url`. Keys are unchanged,
+so a migrated file resumes without retraining or rescoring.
 """
 
 from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
+
+import duckdb
 
 from suite.jobs import SAE_KEY_VERSION, digest
 from suite.store.schema import SCHEMA_VERSION, TABLES, views
@@ -28,6 +43,7 @@ if TYPE_CHECKING:
 
 LEGACY_CORE_VERSION = "core-1"
 _TOPK_FIELDS = ("arch", "latents", "k", "aux_k", "aux_coef", "dead_tokens")
+VIEWS = ("health", "layer_summary", "current_scores")  # every view any version created
 
 
 def backup_path(store: "Store", found: int):
@@ -44,16 +60,23 @@ def migrate(store: "Store") -> str:
         return ""
     if found is None:
         raise StoreError(f"{store.path} is an empty DuckDB database: there is nothing to migrate")
-    if found != 2:
+    if found not in STEPS:
         raise StoreError(f"{store.path} has results schema version {found}, which this sae-bench cannot migrate "
-                         f"(it migrates version 2 only): run its spec into a new file with --db")
+                         f"(it migrates versions {', '.join(map(str, sorted(STEPS)))}): run its spec into a new "
+                         f"file with --db")
     backup = backup_path(store, found)
     shutil.copy2(store.path, backup)
     wal = store.path.with_name(store.path.name + ".wal")
     if wal.exists():
         shutil.copy2(wal, backup.with_name(backup.name + ".wal"))
     with store.transaction() as con:
-        _from_v2(con)
+        for view in VIEWS:
+            con.execute(f"drop view if exists {view}")
+        for version in range(found, SCHEMA_VERSION):
+            STEPS[version](con)
+            con.execute("insert or replace into meta values ('schema_version', ?)", [str(version + 1)])
+        con.execute("insert or replace into meta values ('migrated_from', ?)", [str(found)])
+        con.execute(views())
     return str(backup)
 
 
@@ -82,13 +105,9 @@ def _from_v2(con) -> None:
     notes = _rows(con, "select * from metric_notes")
     train_log = _rows(con, "select * from train_log")
     runs = _rows(con, "select * from runs")
-    for view in ("health", "layer_summary"):
-        con.execute(f"drop view if exists {view}")
     for table in ("gates", "metric_notes", "metrics", "train_log", "jobs", "runs"):
         con.execute(f"drop table if exists {table}")
     con.execute(TABLES)
-    con.execute("insert or replace into meta values ('schema_version', ?)", [str(SCHEMA_VERSION)])
-    con.execute("insert or replace into meta values ('migrated_from', '2')")
     for run in runs:
         con.execute(
             """insert into runs (run_id, suite, spec_path, spec_toml, started_at, finished_at, status, device, host,
@@ -136,10 +155,32 @@ def _from_v2(con) -> None:
     insert_many(con, "insert or replace into train_log values (?, ?, ?, ?, ?, ?, ?)",
                     [[sae_ids[r["job_id"]], r["step"], r["tokens"], r["loss"], r["fvu"], r["l0"], r["dead_fraction"]]
                      for r in train_log if r["job_id"] in sae_ids])
-    con.execute(views())
 
 
 def _dataset_label(dataset: dict | None) -> str | None:
     if not dataset:
         return None
     return ":".join(p for p in (dataset.get("path"), dataset.get("name"), dataset.get("split")) if p)
+
+
+def _from_v3(con: duckdb.DuckDBPyConnection) -> None:
+    for table, column, kind in (("runs", "executor", "varchar"), ("runs", "threads", "integer"),
+                                ("saes", "loaded_dtype", "varchar"), ("saes", "wandb_url", "varchar"),
+                                ("scores", "loaded_dtype", "varchar")):
+        con.execute(f"alter table {table} add column if not exists {column} {kind}")
+    con.execute(f"update saes set loaded_dtype = {_loaded_dtype('model_dtype', 'device_name')} "
+                f"where loaded_dtype is null")
+    con.execute(f"update scores set loaded_dtype = {_loaded_dtype('a.model_dtype', 'scores.device_name')} "
+                f"from saes a where a.sae_id = scores.sae_id and scores.loaded_dtype is null")
+
+
+def _loaded_dtype(asked: str, device_name: str) -> str:
+    """What `harness.models.pick_dtype` made of the spec's word on the device that ran (null where
+    the device is unknown)."""
+    return (f"case when {asked} in ('float32', 'bfloat16', 'float16') then {asked} "
+            f"when coalesce({asked}, 'auto') <> 'auto' then null "
+            f"when {device_name} in ('cpu', 'mps') then 'float32' "
+            f"when {device_name} is not null then 'bfloat16' end")
+
+
+STEPS: dict[int, Callable[[duckdb.DuckDBPyConnection], None]] = {2: _from_v2, 3: _from_v3}

@@ -1,4 +1,4 @@
-"""The results schema (version 3): SAEs and their scores apart, provenance with every row.
+"""The results schema (version 4): SAEs and their scores apart, provenance with every row.
 
 `saes` holds one row per SAE, keyed by what determines its weights; `scores` one row per
 (SAE, eval settings, metric-code version); metrics, notes, latent-density histograms, absorption
@@ -12,7 +12,7 @@ from __future__ import annotations
 from suite.catalog import INTERVAL_METRICS, METRIC_NAMES
 from suite.jobs import METRIC_VERSIONS
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 TABLES = """
 create table if not exists meta (key varchar primary key, value varchar);
@@ -38,7 +38,9 @@ create table if not exists runs (
     transformers_version varchar,
     datasets_version varchar,
     duckdb_version varchar,
-    platform varchar
+    platform varchar,
+    executor varchar,                  -- local | ray: what ran the model groups
+    threads integer                    -- torch intra-op threads of the process that trained/scored
 );
 create table if not exists saes (
     sae_id varchar primary key,        -- first 12 hex digits of sae_key
@@ -49,7 +51,7 @@ create table if not exists saes (
     label varchar,                     -- [saes.NAME] of an imported SAE
     model_id varchar not null,
     model_revision varchar,
-    model_dtype varchar,
+    model_dtype varchar,               -- as the spec asked (auto | float32 | ...): part of sae_key
     model_sha varchar,                 -- hub commit, or sha256 of the weights (built-in/local)
     hook varchar not null,             -- resid_post | mlp_out | attn_out
     hook_name varchar,                 -- the module it reads, as SAELens names HF hooks
@@ -75,7 +77,9 @@ create table if not exists saes (
     tokens_per_second double,
     checkpoint_path varchar,
     weights_sha256 varchar,
-    device_name varchar
+    device_name varchar,
+    loaded_dtype varchar,              -- the torch dtype the model's weights were in (float32, bfloat16)
+    wandb_url varchar                  -- the Weights & Biases run mirroring it, if any
 );
 create table if not exists scores (
     score_id varchar primary key,      -- first 12 hex digits of score_key
@@ -93,7 +97,8 @@ create table if not exists scores (
     seconds double,
     dataset_fingerprint varchar,       -- sha256 of the eval token stream consumed
     device_name varchar,
-    warning varchar                    -- e.g. the dataset ended before the eval's budget
+    warning varchar,                   -- e.g. the dataset ended before the eval's budget
+    loaded_dtype varchar               -- the torch dtype the model's weights were in
 );
 create table if not exists metrics (
     score_id varchar not null,

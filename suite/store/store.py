@@ -194,19 +194,26 @@ class Store:
     # ------------------------------------------------------------------ runs
 
     def start_run(self, suite: str, spec_path: str, spec_toml: str, device: str, planned: int, to_train: int,
-                  to_score: int, provenance: dict[str, str]) -> str:
+                  to_score: int, provenance: dict[str, str], executor: str | None = None) -> str:
+        """`executor`: `local` or `ray`, what runs the model groups."""
         run_id = _now().strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
         columns = ["run_id", "suite", "spec_path", "spec_toml", "started_at", "status", "device", "host",
-                   "user_name", "pid", "saes_planned", "saes_to_train", "scores_to_run", *provenance]
+                   "user_name", "pid", "saes_planned", "saes_to_train", "scores_to_run", "executor", *provenance]
         values = [run_id, suite, spec_path, spec_toml, _now(), "running", device, platform.node(), _user(),
-                  os.getpid(), planned, to_train, to_score, *provenance.values()]
+                  os.getpid(), planned, to_train, to_score, executor, *provenance.values()]
         with self.transaction() as con:
             con.execute(f"insert into runs ({', '.join(columns)}) values ({', '.join('?' * len(values))})", values)
         return run_id
 
-    def set_run_device(self, run_id: str, device_name: str) -> None:
+    def set_run_device(self, run_id: str, device_name: str | None, threads: int | None = None) -> None:
+        """What ran the run's first result: the device's name and the worker's torch threads."""
         with self.transaction() as con:
-            con.execute("update runs set device_name = ? where run_id = ?", [device_name, run_id])
+            con.execute("update runs set device_name = coalesce(?, device_name), threads = coalesce(?, threads) "
+                        "where run_id = ?", [device_name, threads, run_id])
+
+    def set_wandb_url(self, sae_id: str, url: str) -> None:
+        with self.transaction() as con:
+            con.execute("update saes set wandb_url = ? where sae_id = ?", [url, sae_id])
 
     def finish_run(self, run_id: str, status: str) -> None:
         with self.transaction() as con:
@@ -272,11 +279,11 @@ class Store:
             con.execute(
                 """update saes set status = 'done', error = null, finished_at = ?, checkpoint_path = ?, d_model = ?,
                    train_seconds = ?, tokens_per_second = ?, weights_sha256 = ?, model_sha = ?, train_fingerprint = ?,
-                   device_name = ?, hook_name = coalesce(?, hook_name), arch = coalesce(?, arch),
+                   device_name = ?, loaded_dtype = ?, hook_name = coalesce(?, hook_name), arch = coalesce(?, arch),
                    k = coalesce(?, k), latents = coalesce(?, latents) where sae_id = ?""",
                 [_now(), result.checkpoint_path, result.d_model, result.train_seconds, result.tokens_per_second,
                  result.weights_sha256, result.model_sha, result.train_fingerprint, result.device_name,
-                 result.hook_name, result.arch, result.k, result.latents, job.sae_id])
+                 result.loaded_dtype, result.hook_name, result.arch, result.k, result.latents, job.sae_id])
 
     def add_train_log(self, job: Job, rows: list[TrainLogRow]) -> None:
         with self.transaction() as con:
@@ -294,12 +301,13 @@ class Store:
             _delete_scores(con, "score_key = ?", [key])
             con.execute(
                 """insert into scores (score_id, score_key, sae_id, eval_name, eval_kind, eval_dataset, eval_settings,
-                   metric_version, status, run_id, finished_at, seconds, dataset_fingerprint, device_name, warning)
-                   values (?, ?, ?, ?, ?, ?, ?, ?, 'done', ?, ?, ?, ?, ?, ?)""",
+                   metric_version, status, run_id, finished_at, seconds, dataset_fingerprint, device_name, warning,
+                   loaded_dtype) values (?, ?, ?, ?, ?, ?, ?, ?, 'done', ?, ?, ?, ?, ?, ?, ?)""",
                 [score_id, key, job.sae_id, task.name, task.kind, task.dataset_label,
                  json.dumps({**task.identity(), **({"resolved": result.resolved} if result.resolved else {})},
                             default=str), task.identity()["metric_version"], run_id, _now(),
-                 result.seconds, result.dataset_fingerprint, result.device_name, result.warning])
+                 result.seconds, result.dataset_fingerprint, result.device_name, result.warning,
+                 result.loaded_dtype])
             insert_many(con, "insert into metrics values (?, ?, ?, ?, ?)",
                             [[score_id, metric, value, *result.intervals.get(metric, (None, None))]
                              for metric, value in result.metrics.items()])
