@@ -24,6 +24,11 @@ def one_model(db: Path) -> str:
         "layers = [0, 1, 2]", "layers = [0, 2]")
 
 
+def said(capsys) -> str:
+    """What the command printed, with the wrapping of a narrow terminal undone."""
+    return " ".join(capsys.readouterr().out.split())
+
+
 def digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -49,7 +54,7 @@ def test_readers_refuse_an_old_file_without_touching_it(v2_file, capsys, command
     if command[0] == "export":
         args[-1] = str(tmp_path / "pq")
     assert main(args) == 2
-    out = capsys.readouterr().out
+    out = said(capsys)
     assert "schema version 2" in out and f"sae-bench migrate {db}" in out
     assert digest(db) == before and not list(db.parent.glob("*.bak"))
 
@@ -57,7 +62,7 @@ def test_readers_refuse_an_old_file_without_touching_it(v2_file, capsys, command
 def test_run_migrates_keeps_saes_and_rescores_without_training(v2_file, capsys):
     db, spec, jobs = v2_file
     assert main(["run", str(spec)]) == 0
-    out = capsys.readouterr().out
+    out = said(capsys)
     assert "0 SAE(s) trained or imported" in out and "6 score(s) computed" in out  # 2 SAEs x (2 evals + absorption)
     backups = list(db.parent.glob("old.duckdb.schema2-*.bak"))
     assert len(backups) == 1
@@ -77,13 +82,13 @@ def test_run_migrates_keeps_saes_and_rescores_without_training(v2_file, capsys):
 def test_migrate_command_then_a_run_is_resumable(v2_file, capsys):
     db, spec, _ = v2_file
     assert main(["migrate", str(db)]) == 0
-    assert "migrated" in capsys.readouterr().out
+    assert "migrated" in said(capsys)
     assert rows(db, "select value from meta where key = 'schema_version'") == [(str(SCHEMA_VERSION),)]
     assert rows(db, "select value from meta where key = 'migrated_from'") == [("2",)]
     assert main(["migrate", str(db)]) == 0
-    assert f"already has results schema version {SCHEMA_VERSION}" in capsys.readouterr().out
+    assert f"already has results schema version {SCHEMA_VERSION}" in said(capsys)
     assert main(["run", str(spec)]) == 0
-    assert "0 SAE(s) trained" in capsys.readouterr().out
+    assert "0 SAE(s) trained" in said(capsys)
 
 
 def test_every_older_version_has_a_step_to_the_next():
@@ -106,7 +111,7 @@ def test_readers_refuse_a_schema_3_file_without_touching_it(v3_file, capsys, com
     old, *_ = v3_file
     before = digest(old)
     assert main([command[0], str(old), *command[1:]]) == 2
-    out = capsys.readouterr().out
+    out = said(capsys)
     assert "schema version 3" in out and f"sae-bench migrate {old}" in out
     assert digest(old) == before
 
@@ -116,7 +121,7 @@ def test_schema_3_migrates_with_new_columns_and_resumes_with_nothing_to_do(v3_fi
     saes_before = rows(old, "select sae_key, status, checkpoint_path, model_dtype, device_name from saes order by 1")
     scores_before = rows(old, "select score_key, status from scores order by 1")
     assert main(["migrate", str(old)]) == 0
-    assert "from schema 3 to 4" in capsys.readouterr().out
+    assert "from schema 3 to 4" in said(capsys)
     assert len(list(old.parent.glob("v3.duckdb.schema3-*.bak"))) == 1
     assert rows(old, "select value from meta where key = 'migrated_from'") == [("3",)]
     # the same SAEs and scores under the same keys; the columns of a fresh file, in its order
@@ -134,7 +139,7 @@ def test_schema_3_migrates_with_new_columns_and_resumes_with_nothing_to_do(v3_fi
     assert rows(old, "select count(*) from saes where wandb_url is not null") == [(0,)]
     # resume: nothing to train, nothing to score
     assert main(["run", str(spec)]) == 0
-    out = capsys.readouterr().out
+    out = said(capsys)
     assert "0 SAE(s) trained or imported" in out and "0 score(s) computed" in out
     assert main(["report", str(old)]) == 0
 
