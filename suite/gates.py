@@ -25,6 +25,39 @@ def gate_label(metric: str, op: str, low: float | None, high: float | None) -> s
     return f"{metric}{op}{_bound(low if op == '>=' else high)}"
 
 
+def _suffix(sae: dict, same_name: int, same_settings: int) -> str:
+    """What tells SAEs of one layer apart in a check's name: the seed when only the seed differs."""
+    if same_name == 1:
+        return ""
+    if same_name == same_settings and sae["seed"] is not None:
+        return f"::seed{sae['seed']}"
+    return f"::{sae['sae_id']}"
+
+
+@dataclass(frozen=True)
+class LayerVerdicts:
+    """`n/N layers healthy` with seeds aggregated (`suite.seeds.HEALTH_RULE`), for the gate summary."""
+
+    healthy: int
+    total: int
+    seeded: bool
+    rule: str
+
+    def line(self) -> str:
+        seeds = ", seeds aggregated" if self.seeded else ""
+        return f"{self.healthy}/{self.total} layers healthy ({self.rule}{seeds})"
+
+
+def layer_verdicts(db_path: str | Path) -> LayerVerdicts:
+    from suite.report import load_report
+    from suite.seeds import HEALTH_RULE_SHORT
+
+    report = load_report(Store(Path(db_path)))
+    models = report.models.values()
+    return LayerVerdicts(sum(m.healthy_count for m in models), sum(len(m.layers) for m in models),
+                         report.seeded, HEALTH_RULE_SHORT)
+
+
 @dataclass(frozen=True)
 class GateCheck:
     name: str  # suite::model::layerN::eval::gate
@@ -36,12 +69,15 @@ class GateCheck:
 def load_checks(db_path: str | Path) -> list[GateCheck]:
     store = Store(Path(db_path))
     store.check_schema()
-    saes = store.query_dicts("select sae_id, suite, model, layer, hook, status, error from saes "
-                             "order by suite, model, layer, hook, k, latents, lr, sae_id")
+    saes = store.query_dicts("select sae_id, suite, model, layer, hook, status, error, seed, "
+                             "json_remove(settings, '$.train.seed') as unseeded from saes "
+                             "order by suite, model, layer, hook, k, latents, lr, seed, sae_id")
     hook = {s["sae_id"]: "" if s["hook"] == "resid_post" else f"::{s['hook']}" for s in saes}
     base = {s["sae_id"]: f"{s['suite']}::{s['model']}::layer{s['layer']}{hook[s['sae_id']]}" for s in saes}
     repeats = Counter(base.values())
-    prefix = {sae_id: name + (f"::{sae_id}" if repeats[name] > 1 else "") for sae_id, name in base.items()}
+    settings = Counter((base[s["sae_id"]], s["unseeded"]) for s in saes)
+    prefix = {s["sae_id"]: base[s["sae_id"]] + _suffix(s, repeats[base[s["sae_id"]]],
+                                                       settings[(base[s["sae_id"]], s["unseeded"])]) for s in saes}
     gates = store.query_dicts("select g.*, c.sae_id, c.eval_name from gates g join current_scores c using (score_id) "
                               "order by c.eval_name, g.metric")
     failed_scores = store.query_dicts(

@@ -2,8 +2,9 @@
 model-vs-model verdicts. Rendering lives in `suite.report_format`; the TUI reuses this module.
 
 Every number in a report is read from the store (metric values, intervals, gate verdicts) or is
-a plain aggregate of rows the report shows (means, ranges, counts); `check_consistency` proves
-the aggregates before anything is rendered, so a report cannot contradict itself.
+a plain aggregate of rows the report shows (means, ranges, counts, across-seed spreads);
+`check_consistency` proves the aggregates before anything is rendered, so a report cannot
+contradict itself. Layers are `suite.seeds.LayerGroup`s: a grid's seeds are one layer.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from dataclasses import dataclass, field
 from statistics import mean
 
 from suite.gates import gate_label
+from suite.report_numbers import num, pct, points, signed, sql_cell  # noqa: F401  (re-exported)
+from suite.seeds import HEALTH_RULE, LayerGroup, Spread, group_seeds, has_seed_axis, without_seed
 from suite.store import Store
 
 SIGNIFICANCE = "95% bootstrap intervals over eval sequences do not overlap"
@@ -27,11 +30,13 @@ RULES = {
 
 @dataclass
 class EvalCell:
-    """One SAE's numbers on one eval, as stored."""
+    """One SAE's numbers on one eval, as stored; or one layer's across seeds (values are the
+    across-seed means, `spreads` holds the per-seed values, and intervals are not pooled)."""
 
     values: dict[str, float]
     intervals: dict[str, tuple[float, float]]
     notes: dict[str, str]
+    spreads: dict[str, Spread] = field(default_factory=dict)
 
     def get(self, metric: str) -> float | None:
         value = self.values.get(metric)
@@ -72,6 +77,7 @@ class LayerRow:
     evals: dict[str, EvalCell]  # eval name -> cell; 'absorption' included when scored
     gates: list[Gate]
     label_text: str = ""  # [saes.NAME] of an imported SAE
+    seed: int | None = None
 
     def gate_metrics(self) -> list[str]:
         """Gated metrics that apply (have a value on at least one eval)."""
@@ -112,30 +118,47 @@ class LayerRow:
         return f"{self.layer}{hook}{suffix}"
 
 
+def seed_cell(group: LayerGroup, eval_name: str) -> EvalCell:
+    """A layer's numbers on one eval across its seeds: the stored cell itself for a single seed."""
+    if not group.has_seeds:
+        return group.first.evals[eval_name]
+    metrics = sorted({m for row in group.rows if eval_name in row.evals for m in row.evals[eval_name].values})
+    spreads = {m: s for m in metrics if (s := group.stat(eval_name, m)) is not None}
+    notes = {m: r for row in group.rows if eval_name in row.evals for m, r in row.evals[eval_name].notes.items()
+             if m not in spreads}
+    return EvalCell({m: s.mean for m, s in spreads.items()}, {}, notes, spreads)
+
+
 @dataclass
 class ModelReport:
     name: str
     model_id: str
-    rows: list[LayerRow]
+    rows: list[LayerRow]  # one per SAE (a seed axis gives several per layer)
     failed_jobs: list[tuple[int, str]] = field(default_factory=list)  # (layer, what has no result and why)
 
     @property
-    def healthy_count(self) -> int:
-        return sum(row.healthy for row in self.rows)
+    def layers(self) -> list[LayerGroup]:
+        """One entry per layer and SAE settings, seeds aggregated: what verdicts count."""
+        return group_seeds(self.rows)
 
-    def pick(self, which: str) -> LayerRow | None:
-        if not self.rows:
+    @property
+    def healthy_count(self) -> int:
+        return sum(group.healthy for group in self.layers)
+
+    def pick(self, which: str) -> LayerGroup | None:
+        layers = self.layers
+        if not layers:
             return None
 
-        def recovered(row: LayerRow) -> float:
-            value = row.mean_metric("loss_recovered")
+        def recovered(group: LayerGroup) -> float:
+            value = group.mean_metric("loss_recovered")
             return -math.inf if value is None else value
 
         if which == "best":
-            return max(self.rows, key=lambda r: (len(r.passed_everywhere()), recovered(r)))
+            return max(layers, key=lambda g: (len(g.passed_everywhere()), recovered(g)))
         if which == "worst":
-            return min(self.rows, key=lambda r: (len(r.passed_everywhere()), recovered(r)))
-        return max(self.rows, key=lambda r: r.balance())
+            return min(layers, key=lambda g: (len(g.passed_everywhere()), recovered(g)))
+        return max(layers, key=lambda g: g.balance())
 
     def values(self, metric: str) -> list[float]:
         """The metric over every (row, eval) cell shown, in order; the basis of means and ranges."""
@@ -158,9 +181,14 @@ class Report:
     suites: list[str]
     eval_names: list[str]  # dataset evals (absorption is shown in its own column)
     models: dict[str, ModelReport]
-    with_settings: bool
+    with_settings: bool  # SAE settings other than the seed vary: labels name them
     runs: list[dict]
     provenance: Provenance | None = None
+
+    @property
+    def seeded(self) -> bool:
+        """The grid has a seed axis: some layer has several seeds."""
+        return any(has_seed_axis(m.layers) for m in self.models.values())
 
 
 _CURRENT = "select score_id from current_scores"
@@ -216,10 +244,10 @@ def load_report(store: Store) -> Report:
             sae["sae_id"], sae["model"], sae["model_id"], sae["layer"], sae["hook"], sae["arch"], sae["k"],
             sae["latents"], sae["lr"], settings_key, sae["train_seconds"],
             dict(sorted(cells.get(sae["sae_id"], {}).items())), gates.get(sae["sae_id"], []),
-            sae["label"] or ""))
+            sae["label"] or "", sae["seed"] if sae["source"] == "trained" else None))
     all_rows = [row for m in models.values() for row in m.rows]
     eval_names = sorted({s["eval_name"] for s in scores if s["eval_kind"] == "core"})
-    with_settings = len({row.settings_key for row in all_rows if row.settings_key[0] != "imported"}) > 1
+    with_settings = len({without_seed(row.settings_key) for row in all_rows if row.settings_key[0] != "imported"}) > 1
     report = Report(str(store.path), sorted({s["suite"] for s in saes}), eval_names, models, with_settings, runs,
                     load_provenance(store, runs))
     check_consistency(report)
@@ -256,138 +284,23 @@ def check_consistency(report: Report) -> None:
                     raise InconsistentReport(f"gate value {gate.value} differs from stored {gate.metric} {stored}")
             if len(row.passed_everywhere()) > len(row.gate_metrics()):
                 raise InconsistentReport("more gates passed than exist")
+        layers = model.layers
+        if sum(len(g.rows) for g in layers) != len(model.rows) or model.healthy_count > len(layers):
+            raise InconsistentReport(f"{model.name}: seed groups do not partition its SAEs")
+        for group in layers:
+            if len({row.layer for row in group.rows}) != 1:
+                raise InconsistentReport(f"{model.name}: a seed group spans layers")
+            if group.healthy and group.healthy_seeds != len(group.rows):
+                raise InconsistentReport(f"{model.name} layer {group.layer}: healthy with an unhealthy seed")
 
 
-# ------------------------------------------------------------------ comparison
+_COMPARISON = {"Comparison", "LayerDelta", "SummaryRow", "compare"}
 
 
-@dataclass
-class LayerDelta:
-    layer: int
-    label: str
-    eval_name: str
-    a: EvalCell
-    b: EvalCell
+def __getattr__(name: str) -> object:
+    """The comparison lives in `suite.report_compare`; it is importable from here as before."""
+    if name in _COMPARISON:
+        from suite import report_compare
 
-    def delta(self, metric: str) -> float | None:
-        va, vb = self.a.get(metric), self.b.get(metric)
-        return None if va is None or vb is None else vb - va
-
-    def significant(self, metric: str) -> bool | None:
-        """True when the two intervals do not overlap; None when either has no interval."""
-        ia, ib = self.a.intervals.get(metric), self.b.intervals.get(metric)
-        if ia is None or ib is None:
-            return None
-        return ia[1] < ib[0] or ib[1] < ia[0]
-
-
-@dataclass
-class SummaryRow:
-    label: str
-    a: str
-    b: str
-    delta: str
-    verdict: str
-
-
-@dataclass
-class Comparison:
-    a: ModelReport
-    b: ModelReport
-    layers: list[LayerDelta]
-    summary: list[SummaryRow]
-
-
-def _matched(a: ModelReport, b: ModelReport, with_settings: bool, eval_names: list[str]) -> list[LayerDelta]:
-    by_key = {(row.layer, row.settings_key): row for row in b.rows}
-    deltas = []
-    for row in a.rows:
-        other = by_key.get((row.layer, row.settings_key))
-        if other is None:
-            continue
-        for eval_name in row.evals:
-            if eval_name in other.evals and eval_name in eval_names:
-                deltas.append(LayerDelta(row.layer, row.label(with_settings), eval_name, row.evals[eval_name],
-                                         other.evals[eval_name]))
-    return deltas
-
-
-def _range(values: list[float], scale: float = 1.0, unit: str = "") -> str:
-    if not values:
-        return "n/a"
-    return f"{min(values) * scale:.2f}{unit}–{max(values) * scale:.2f}{unit}"
-
-
-def _better(a_name: str, b_name: str, a: float | None, b: float | None, higher_is_better: bool) -> str:
-    if a is None or b is None:
-        return "n/a"
-    if a == b:
-        return "equal"
-    b_wins = (b > a) == higher_is_better
-    return f"{b_name if b_wins else a_name} better"
-
-
-def compare(report: Report, a_name: str, b_name: str) -> Comparison:
-    missing = [n for n in (a_name, b_name) if n not in report.models]
-    if missing:
-        raise KeyError(f"model(s) {', '.join(missing)} not in {report.db_path}; "
-                       f"models there: {', '.join(report.models) or 'none'}")
-    a, b = report.models[a_name], report.models[b_name]
-    layers = _matched(a, b, report.with_settings, report.eval_names)
-    significant = [d.significant("loss_recovered") for d in layers]
-    tested = [s for s in significant if s is not None]
-    lr_a, lr_b = a.values("loss_recovered"), b.values("loss_recovered")
-    dead_a, dead_b = a.values("dead_fraction"), b.values("dead_fraction")
-    l0_a, l0_b = a.values("l0"), b.values("l0")
-    ev_a, ev_b = a.values("explained_variance"), b.values("explained_variance")
-    mean_lr_a, mean_lr_b = (mean(lr_a) if lr_a else None), (mean(lr_b) if lr_b else None)
-    summary = [
-        SummaryRow("Fully healthy layers", f"{a.healthy_count}/{len(a.rows)}", f"{b.healthy_count}/{len(b.rows)}",
-                   f"{b.healthy_count - a.healthy_count:+d}",
-                   _better(a.name, b.name, a.healthy_count / max(len(a.rows), 1),
-                           b.healthy_count / max(len(b.rows), 1), True)),
-        SummaryRow("Mean loss recovered", pct(mean_lr_a), pct(mean_lr_b), points(mean_lr_a, mean_lr_b),
-                   _better(a.name, b.name, mean_lr_a, mean_lr_b, True)
-                   + f"; {sum(tested)} of {len(tested)} per-layer differences significant"),
-        SummaryRow("Dead latents (range)", _range(dead_a, 100, "%"), _range(dead_b, 100, "%"),
-                   points(mean(dead_a) if dead_a else None, mean(dead_b) if dead_b else None) + " (means)",
-                   _better(a.name, b.name, mean(dead_a) if dead_a else None, mean(dead_b) if dead_b else None, False)),
-        SummaryRow("L0 (range)", _range(l0_a), _range(l0_b),
-                   signed(mean(l0_b) - mean(l0_a)) + " (means)" if l0_a and l0_b else "n/a",
-                   "lower is sparser; health is judged by the l0 gate"),
-        SummaryRow("Mean explained variance", num(mean(ev_a) if ev_a else None), num(mean(ev_b) if ev_b else None),
-                   signed(mean(ev_b) - mean(ev_a)) if ev_a and ev_b else "n/a",
-                   _better(a.name, b.name, mean(ev_a) if ev_a else None, mean(ev_b) if ev_b else None, True)),
-    ]
-    return Comparison(a, b, layers, summary)
-
-
-# ------------------------------------------------------------------ number formats shared by renderers
-
-
-def sql_cell(value: object) -> str:
-    """A query result value as shown by `sae-bench sql` and the TUI's SQL console."""
-    if value is None:
-        return "NULL"
-    return f"{value:.6g}" if isinstance(value, float) else str(value)
-
-
-def _missing(value: float | None) -> bool:
-    return value is None or math.isnan(value)
-
-
-def pct(value: float | None) -> str:
-    return "n/a" if _missing(value) else f"{100 * value:.2f}%"
-
-
-def num(value: float | None, digits: int = 3) -> str:
-    return "n/a" if _missing(value) else f"{value:.{digits}f}"
-
-
-def signed(value: float, digits: int = 3) -> str:
-    return f"{value:+.{digits}f}"
-
-
-def points(a: float | None, b: float | None) -> str:
-    return "n/a" if a is None or b is None else f"{100 * (b - a):+.2f} pts"
-
+        return getattr(report_compare, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

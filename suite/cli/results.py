@@ -19,7 +19,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("report", help="per-model layer tables and a model-vs-model comparison")
     p.add_argument("db", help="results DuckDB file")
     p.add_argument("--compare", nargs=2, metavar=("A", "B"), help="compare model B against model A")
-    p.add_argument("--format", choices=["rich", "markdown", "html"], default="rich")
+    p.add_argument("--format", choices=["rich", "md", "markdown", "html", "json"], default="rich",
+                   help="rich: the terminal; md (or markdown); html: one self-contained page with charts; "
+                        "json: the shape in docs/report.md")
     p.add_argument("-o", "--output", help="write to this file instead of the terminal")
     p.set_defaults(func=cmd_report)
     p = sub.add_parser("gate", help="stored health verdicts; exit 1 if any gate failed")
@@ -51,7 +53,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def cmd_report(args: argparse.Namespace, console: Console) -> int:
     from suite.report import compare, load_report
-    from suite.report_format import report_blocks, to_console, to_html, to_markdown
+    from suite.report_format import render, report_blocks, to_console
     from suite.store import Store
 
     to_stdout = args.format != "rich" and not args.output
@@ -69,11 +71,10 @@ def cmd_report(args: argparse.Namespace, console: Console) -> int:
         except KeyError as exc:
             print_error(console, f"--compare: {exc.args[0]}")
             return EXIT_BAD_INPUT
-    blocks = report_blocks(report, comparison)
     if args.format == "rich" and not args.output:
-        to_console(blocks, console)
+        to_console(report_blocks(report, comparison), console)
         return 0
-    text = to_html(blocks) if args.format == "html" else to_markdown(blocks)
+    text = render("md" if args.format == "rich" else args.format, report, comparison, Store(db))
     if args.output:
         Path(args.output).parent.mkdir(parents=True, exist_ok=True)
         Path(args.output).write_text(text, encoding="utf-8")
@@ -84,7 +85,7 @@ def cmd_report(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_gate(args: argparse.Namespace, console: Console) -> int:
-    from suite.gates import FAIL, PASS, SKIP, XFAIL, load_checks
+    from suite.gates import FAIL, PASS, SKIP, XFAIL, layer_verdicts, load_checks
 
     db = readable_db(args.db, console)
     if db is None:
@@ -101,6 +102,7 @@ def cmd_gate(args: argparse.Namespace, console: Console) -> int:
     counts = {o: sum(c.outcome == o for c in checks) for o in (PASS, FAIL, XFAIL, SKIP)}
     console.print(f"{counts[PASS]} passed, {counts[FAIL]} failed, {counts[XFAIL]} allowed to fail, "
                   f"{counts[SKIP]} not applicable")
+    console.print(layer_verdicts(db).line(), highlight=False)
     return EXIT_FAILED if counts[FAIL] else 0
 
 
