@@ -12,12 +12,14 @@ from __future__ import annotations
 import hashlib
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
 from rich.progress import Progress
 
 from harness.activations import HookSite, ShuffleBuffer, capture
+from harness.fused import FusedTopK, choose_decoder, fuse_key
 from harness.models import LoadedModel
 from harness.saes import SparseAutoencoder, StepContext, build_sae
 from harness.tokens import iter_windows, special_mask
@@ -85,14 +87,23 @@ class SaeTrainer:
         self.optimizer.zero_grad(set_to_none=True)
         self.sae.after_optimizer_step()
         with torch.no_grad():
-            self._track_non_finite(out.loss.detach())
             fired = (out.latents != 0).any(0)
             self.since_fired += x.shape[0]
             self.since_fired[fired] = 0
+        self.after_step(out.loss.detach(), x.shape[0],
+                        lambda: (out.fvu.detach(), (out.latents != 0).sum(-1).float().mean()), dead)
+
+    def after_step(self, loss: torch.Tensor, tokens: int,
+                   fvu_and_l0: Callable[[], tuple[torch.Tensor, torch.Tensor]], dead: torch.Tensor) -> None:
+        """Book-keeping once the weights moved: divergence tracking, counters, the log row (whose
+        FVU and L0 are computed only on logged steps)."""
+        with torch.no_grad():
+            self._track_non_finite(loss)
         self.step += 1
-        self.tokens += x.shape[0]
+        self.tokens += tokens
         if self.step % self.job.log_every == 0 or self.step == 1:
-            self._log(out, dead)
+            fvu, l0 = fvu_and_l0()
+            self._log(loss, fvu, l0, dead)
 
     def _track_non_finite(self, loss: torch.Tensor) -> None:
         """Record the first step whose loss or updated weights are non-finite, on the device:
@@ -125,12 +136,12 @@ class SaeTrainer:
             self.pending_log = [r for r in self.pending_log if r.step <= step]
         return self.failure is None
 
-    def _log(self, out, dead: torch.Tensor) -> None:
+    def _log(self, loss: torch.Tensor, fvu: torch.Tensor, l0: torch.Tensor, dead: torch.Tensor) -> None:
         if not self.check_finite():
             return
         self.pending_log.append(TrainLogRow(
-            step=self.step, tokens=self.tokens, loss=float(out.loss.detach()), fvu=float(out.fvu.detach()),
-            l0=float((out.latents != 0).sum(-1).float().mean()), dead_fraction=float(dead.float().mean()),
+            step=self.step, tokens=self.tokens, loss=float(loss), fvu=float(fvu), l0=float(l0),
+            dead_fraction=float(dead.float().mean()),
         ))
 
     def flush(self, reporter: JobReporter) -> None:
@@ -151,11 +162,60 @@ class GroupTraining:
         return self.tokens / self.seconds if self.seconds > 0 else math.nan
 
 
+class _Single:
+    """One SAE stepping alone (architectures that are not fused, or alone in their shape)."""
+
+    def __init__(self, trainer: SaeTrainer):
+        self.trainer = trainer
+
+    def train_step(self, batch: dict, take: int) -> None:
+        self.trainer.train_step(batch[site_of(self.trainer.job)][:take])
+
+    def unstack(self) -> None:
+        pass
+
+
+class _Fused:
+    """SAEs of one shape stepping as one batched computation (harness.fused)."""
+
+    def __init__(self, trainers: list[SaeTrainer], decoder: str):
+        self.stack = FusedTopK(trainers, decoder)
+
+    def train_step(self, batch: dict, take: int) -> None:
+        self.stack.train_step([batch[site_of(t.job)][:take] for t in self.stack.trainers])
+
+    def unstack(self) -> None:
+        self.stack.unstack()
+
+
+def steppers(trainers: list[SaeTrainer], fuse: bool = True) -> list[_Single | _Fused]:
+    """Trainers grouped into fused stacks where their maths stacks (same architecture and shape),
+    singles otherwise; `fuse=False` steps every SAE alone (the reference path)."""
+    stacks: dict = {}
+    out: list[_Single | _Fused] = []
+    for trainer in trainers:
+        key = fuse_key(trainer) if fuse else None
+        if key is None:
+            out.append(_Single(trainer))
+        else:
+            stacks.setdefault(key, []).append(trainer)
+    for group in stacks.values():
+        if len(group) == 1:
+            out.append(_Single(group[0]))
+        else:
+            sae = group[0].sae
+            out.append(_Fused(group, choose_decoder(sae.d_in, sae.d_sae, sae.settings.k, sae.W_enc.device)))
+    return out
+
+
 def train_group(lm: LoadedModel, train: TrainSettings, jobs: list[Job], reporter: JobReporter,
-                progress: Progress | None = None) -> GroupTraining:
+                progress: Progress | None = None, fuse: bool = True) -> GroupTraining:
+    """Train every job's SAE from shared forward passes. `fuse`: SAEs of one shape step as one
+    batched computation (harness.fused); False steps them one by one (same weights on CPU with
+    the dense decoder; see harness.fused for the sparse one)."""
     sites = sorted({site_of(job) for job in jobs})
     trainers = [SaeTrainer.create(job, lm.d_model, lm.device) for job in jobs]
-    by_site = {site: [t for t in trainers if site_of(t.job) == site] for site in sites}
+    stepping = steppers(trainers, fuse)
     buffer = ShuffleBuffer(train.buffer_batches * train.batch_tokens, train.batch_tokens,
                            torch.Generator().manual_seed(train.seed))
     special = lm.special_ids
@@ -170,9 +230,8 @@ def train_group(lm: LoadedModel, train: TrainSettings, jobs: list[Job], reporter
     def step_all(batch: dict) -> bool:
         nonlocal consumed, last_flush
         take = min(next(iter(batch.values())).shape[0], train.tokens - consumed)
-        for site, site_trainers in by_site.items():
-            for trainer in site_trainers:
-                trainer.train_step(batch[site][:take])
+        for stepper in stepping:
+            stepper.train_step(batch, take)
         if time.monotonic() - last_flush > LOG_FLUSH_SECONDS:
             for trainer in trainers:
                 trainer.flush(reporter)
@@ -196,6 +255,8 @@ def train_group(lm: LoadedModel, train: TrainSettings, jobs: list[Job], reporter
                 break
     finally:
         windows.close()
+    for stepper in stepping:
+        stepper.unstack()
     for trainer in trainers:
         trainer.check_finite()
         if not trainer.failure:
