@@ -99,8 +99,10 @@ def _table(cols: Sequence[Col], rows: Sequence[Sequence[Cell]], widths: list[int
                   box=None if compact else boxes.HEAVY_HEAD, header_style="" if plain else "bold",
                   show_edge=not compact, pad_edge=not compact, expand=False)
     for index, col in enumerate(cols):
+        # no no_wrap for whole columns: it would stop their headers wrapping at spaces; their
+        # widths are never below their widest value, so their values do not wrap anyway
         table.add_column(Text(col.header), justify=col.justify,  # type: ignore[arg-type]
-                         no_wrap=col.whole, overflow="fold",
+                         no_wrap=plain, overflow="fold",
                          width=widths[index] if widths is not None else None)
     for row in rows:
         table.add_row(*(_text(cell) for cell in row))
