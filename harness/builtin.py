@@ -222,13 +222,24 @@ def clean_stale_builds() -> list[Path]:
     return removed
 
 
+def _target(model_id: str) -> Path:
+    spec = builtin_model(model_id)
+    corpus = corpus_dir()
+    corpus_hash = _fingerprint(*(Path(corpus, f).stat().st_size for f in sorted(os.listdir(corpus))))
+    return cache_root() / "models" / f"{model_id.removeprefix(PREFIX)}-{_fingerprint(asdict(spec), corpus_hash, BUILD_VERSION)}"
+
+
+def built_dir(model_id: str) -> Path | None:
+    """Path of a built-in model already built, else None (builds nothing; `plan` reads its tokenizer)."""
+    target = _target(model_id)
+    return target if (target / "config.json").is_file() else None
+
+
 def model_dir(model_id: str, progress: Progress | None = None) -> Path:
     """Path of a built-in model, building it (and its base, corpus and tokenizer) if needed."""
     spec = builtin_model(model_id)
     name = model_id.removeprefix(PREFIX)
-    corpus = corpus_dir()
-    corpus_hash = _fingerprint(*(Path(corpus, f).stat().st_size for f in sorted(os.listdir(corpus))))
-    target = cache_root() / "models" / f"{name}-{_fingerprint(asdict(spec), corpus_hash, BUILD_VERSION)}"
+    target = _target(model_id)
     if (target / "config.json").is_file():
         return target
     base_id = PREFIX + name.replace("-finetune", "-base")

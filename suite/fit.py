@@ -7,9 +7,9 @@ word boundaries (free text such as notes and errors). `fit_table` then tries, in
 
 1. the table as given (boxed), if it fits at its natural width or by wrapping the wrap columns
    down to their minimum (`WRAP_MIN` cells, or less if their values are narrower; headers wrap
-   at spaces, never inside a word; a word wider than its column folds);
-2. the same table without a frame (bold headers, two spaces between columns: ~1 cell per column
-   less);
+   at spaces, never inside a word; a word wider than its column folds), as long as no cell
+   wraps to more than `MAX_WRAPPED_LINES` lines;
+2. the same table without a frame (bold headers, two spaces between columns), then with one space;
 3. records: one block per row, `field: value` lines, a blank line between blocks. A value longer
    than the width wraps at spaces and is never cut.
 
@@ -29,12 +29,13 @@ from dataclasses import dataclass
 
 from rich import box as boxes
 from rich.cells import cell_len
-from rich.console import Group, RenderableType
+from rich.console import Console, ConsoleOptions, RenderableType, RenderResult
 from rich.table import Table
 from rich.text import Text
 
 Cell = str | Text
 
+MAX_WRAPPED_LINES = 4  # a row that would wrap taller than this reads better as a record
 WRAP_MIN = 12  # a wrap column is never made narrower than this (or its widest value, if narrower)
 
 
@@ -87,17 +88,29 @@ def _widths(naturals: list[int], minimums: list[int], room: int) -> list[int] | 
     return [max(m, min(n, low)) for n, m in zip(naturals, minimums)]
 
 
-def _frame(compact: bool, count: int) -> int:
-    """Cells a table's frame and padding take: padding 1 each side of every cell, plus the
-    vertical lines of a boxed table (the compact frame has none, and no edge padding)."""
-    return 2 * count - 2 if compact else 3 * count + 1
+def _tall(cols: Sequence[Col], cells: list[list[Cell]], widths: list[int]) -> int:
+    """About how many lines the tallest wrapped cell takes at these widths."""
+    tallest = 1
+    for col, column, width in zip(cols, cells, widths):
+        if not col.whole:
+            for cell in column:
+                tallest = max(tallest, sum(-(-cell_len(line) // max(width, 1)) or 1 for line in _lines(cell)))
+    return tallest
 
 
-def _table(cols: Sequence[Col], rows: Sequence[Sequence[Cell]], widths: list[int] | None, compact: bool,
+def _frame(layout: str, count: int) -> int:
+    """Cells a layout's frame takes: "boxed" pads each cell by 1 on both sides and draws the
+    vertical lines; "compact" has no lines and two spaces between columns; "tight" one space."""
+    return {"boxed": 3 * count + 1, "compact": 2 * count - 2, "tight": count - 1}[layout]
+
+
+def _table(cols: Sequence[Col], rows: Sequence[Sequence[Cell]], widths: list[int] | None, layout: str,
            title: str | None, plain: bool = False) -> Table:
+    boxed = layout == "boxed"
     table = Table(title=Text(title) if title else None, title_justify="left",
-                  box=None if compact else boxes.HEAVY_HEAD, header_style="" if plain else "bold",
-                  show_edge=not compact, pad_edge=not compact, expand=False)
+                  box=boxes.HEAVY_HEAD if boxed else None, header_style="" if plain else "bold",
+                  show_edge=boxed, pad_edge=boxed, expand=False,
+                  padding=(0, 0, 0, 1) if layout == "tight" else (0, 1))
     for index, col in enumerate(cols):
         # no no_wrap for whole columns: it would stop their headers wrapping at spaces; their
         # widths are never below their widest value, so their values do not wrap anyway
@@ -109,34 +122,72 @@ def _table(cols: Sequence[Col], rows: Sequence[Sequence[Cell]], widths: list[int
     return table
 
 
-def records(cols: Sequence[Col], rows: Sequence[Sequence[Cell]], title: str | None = None) -> Group:
+class Records:
     """One block per row, `field: value` lines with values aligned (a long value wraps under
-    itself); empty values are left out; a blank line between blocks."""
-    parts: list[RenderableType] = [Text(title, style="bold")] if title else []
-    for index, row in enumerate(rows):
-        if index or title:
-            parts.append(Text(""))
-        block = Table.grid(padding=(0, 1))
-        block.add_column(no_wrap=True, style="dim")
-        block.add_column(overflow="fold")
-        for col, cell in zip(cols, row):
-            value = _text(cell)
-            if value.plain.strip():
-                block.add_row(Text(f"{col.header}:"), value)
-        parts.append(block)
-    return Group(*parts)
+    itself at spaces; a word wider than the room folds); empty values are left out; a blank line
+    between blocks. Lines end where their text does (no padding to the width)."""
+
+    def __init__(self, cols: Sequence[Col], rows: Sequence[Sequence[Cell]], title: str | None = None,
+                 fold: bool = True):
+        self.cols, self.rows, self.title, self.fold = list(cols), [list(row) for row in rows], title, fold
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        if self.title:
+            yield Text(self.title, style="bold")
+        for index, row in enumerate(self.rows):
+            if index or self.title:
+                yield Text("")
+            shown = [(col.header, _text(cell)) for col, cell in zip(self.cols, row) if _text(cell).plain.strip()]
+            pad = max((cell_len(name) for name, _ in shown), default=0) + 2
+            room = max(options.max_width - pad, 8)
+            for name, value in shown:
+                lines = value.wrap(console, room, overflow="fold") if self.fold else _wrap_whole(value, room)
+                for number, line in enumerate(lines):
+                    label = Text(f"{name}:".ljust(pad) if number == 0 else " " * pad, style="dim")
+                    line.rstrip()
+                    yield label + line
+
+
+def _wrap_whole(text: Text, room: int) -> list[Text]:
+    """Greedy wrap at spaces that never breaks a word (a word wider than `room` overflows)."""
+    out: list[Text] = []
+    for line in text.split("\n"):
+        plain, cuts, start, width = line.plain, [], 0, 0
+        for word_start, word in _words(plain):
+            end = word_start + len(word)
+            if width and cell_len(plain[start:end]) > room:
+                cuts.append(word_start)
+                start = word_start
+            width = cell_len(plain[start:end])
+        out.extend(line.divide(cuts) if cuts else [line])
+    return out
+
+
+def _words(plain: str) -> list[tuple[int, str]]:
+    found, index = [], 0
+    for word in plain.split(" "):
+        if word:
+            found.append((index, word))
+        index += len(word) + 1
+    return found
+
+
+def records(cols: Sequence[Col], rows: Sequence[Sequence[Cell]], title: str | None = None,
+            fold: bool = True) -> Records:
+    """Rows as records (see `Records`); `fold=False`: a word wider than the room is left whole."""
+    return Records(cols, rows, title, fold)
 
 
 def fit_table(cols: Sequence[Col], rows: Sequence[Sequence[Cell]], width: int, title: str | None = None
               ) -> RenderableType:
-    """A boxed table, a lighter one, or records: the first that fits `width` cells."""
+    """A boxed table, a frameless one, a tight one, or records: the first that fits `width` cells."""
     cells = [[row[i] for row in rows] for i in range(len(cols))]
     naturals = [_natural(col, c) for col, c in zip(cols, cells)]
     minimums = [_minimum(col, c) for col, c in zip(cols, cells)]
-    for compact in (False, True):
-        widths = _widths(naturals, minimums, width - _frame(compact, len(cols)))
-        if widths is not None:
-            return _table(cols, rows, None if widths == naturals else widths, compact, title)
+    for layout in ("boxed", "compact", "tight"):
+        widths = _widths(naturals, minimums, width - _frame(layout, len(cols)))
+        if widths is not None and _tall(cols, cells, widths) <= MAX_WRAPPED_LINES:
+            return _table(cols, rows, None if widths == naturals else widths, layout, title)
     return records(cols, rows, title)
 
 
@@ -147,9 +198,9 @@ def plain_table(cols: Sequence[Col], rows: Sequence[Sequence[Cell]], width: int,
     cells = [[row[i] for row in rows] for i in range(len(cols))]
     naturals = [_natural(col, c) for col, c in zip(cols, cells)]
     if sum(naturals) + 2 * (len(cols) - 1) > width or any(len(_lines(c)) > 1 for row in rows for c in row):
-        return records(cols, rows, title)
+        return records(cols, rows, title, fold=False)
     whole = [Col(col.header, True, col.justify) for col in cols]
-    return _table(whole, rows, None, compact=True, title=title, plain=True)
+    return _table(whole, rows, None, "compact", title=title, plain=True)
 
 
-__all__ = ["WRAP_MIN", "Cell", "Col", "fit_table", "plain_table", "records"]
+__all__ = ["MAX_WRAPPED_LINES", "WRAP_MIN", "Cell", "Col", "fit_table", "plain_table", "records"]

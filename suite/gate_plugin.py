@@ -1,8 +1,12 @@
 """pytest plugin: `pytest --sae-bench results/demo.duckdb` turns stored health gates into tests.
 
-One item per (job, eval, gate), named like `demo::base::layer3::pyref::loss_recovered>=0.60`;
-it passes or fails from the stored verdict, skips when the gate is not applicable, and xfails
-when the spec allows that job to fail. Registered through the `pytest11` entry point.
+One item per (SAE, eval, gate), its node id the file's name then the check's name, e.g.
+`demo.duckdb::demo::base::layer3::pyref::loss_recovered` (suite.gates), so `-k "layer3 and
+pyref"` or `-k loss_recovered` select gates; it passes or fails from the stored verdict, skips
+when the gate is not applicable, and xfails when the spec allows that SAE to fail. With
+`--sae-bench` and no test paths on the command line, only the results files' gates are
+collected (not the `testpaths` or the current directory: run from a repository root, a project's
+own tests would otherwise run too). Registered through the `pytest11` entry point.
 """
 
 from __future__ import annotations
@@ -71,10 +75,17 @@ def _checks(db: str) -> list[GateCheck]:
         raise pytest.UsageError(f"--sae-bench: {exc}") from None
 
 
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """Test files are collected with `--sae-bench` only when named on the command line."""
+    if config.getoption("sae_bench") and config.args_source != pytest.Config.ArgsSource.ARGS:
+        return True
+    return None
+
+
 @pytest.hookimpl(tryfirst=True)  # before pytest's own -k / -m deselection, which then applies to ours
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list) -> None:
     for db in config.getoption("sae_bench"):
         checks = _checks(db)
         path = Path(db).resolve()
-        collector = GateDatabase.from_parent(session, name=f"sae-bench:{path.name}", path=path, checks=checks)
+        collector = GateDatabase.from_parent(session, name=path.name, path=path, nodeid=path.name, checks=checks)
         items.extend(collector.collect())

@@ -60,7 +60,7 @@ def layer_verdicts(db_path: str | Path) -> LayerVerdicts:
 
 @dataclass(frozen=True)
 class GateCheck:
-    name: str  # suite::model::layerN::eval::gate
+    name: str  # suite::model::layerN[::hook][::sae_id]::eval::metric (sae_id where a layer has several SAEs)
     outcome: str  # pass | fail | xfail | skip
     message: str
     sae_id: str
@@ -99,9 +99,9 @@ def load_checks(db_path: str | Path) -> list[GateCheck]:
         if g["sae_id"] not in prefix:
             continue
         label = gate_label(g["metric"], g["op"], g["threshold_min"], g["threshold_max"])
-        name = f"{prefix[g['sae_id']]}::{g['eval_name']}::{label}"
+        name = f"{prefix[g['sae_id']]}::{g['eval_name']}::{g['metric']}"  # the threshold is in the message
         if g["passed"] is None:
-            checks.append(GateCheck(name, SKIP, f"not applicable: {g['reason']}", g["sae_id"]))
+            checks.append(GateCheck(name, SKIP, f"{label} not applicable: {g['reason']}", g["sae_id"]))
             continue
         verdict = f"{g['metric']} = {g['value']:.4g}, gate {label}"
         if g["passed"]:
@@ -110,4 +110,5 @@ def load_checks(db_path: str | Path) -> list[GateCheck]:
             checks.append(GateCheck(name, XFAIL, f"{verdict} failed (allowed to fail by the spec)", g["sae_id"]))
         else:
             checks.append(GateCheck(name, FAIL, f"{verdict} failed (SAE {g['sae_id']})", g["sae_id"]))
-    return checks
+    order = {sae["sae_id"]: index for index, sae in enumerate(saes)}
+    return sorted(checks, key=lambda check: (order.get(check.sae_id, len(order)), check.name))

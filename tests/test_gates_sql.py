@@ -56,14 +56,30 @@ def test_overrides_regate_without_retraining(planted_db, tiny_run):
 def test_pytest_plugin_counts(planted_db, pytester):
     result = pytester.runpytest_subprocess("--sae-bench", str(planted_db), "-p", "no:cacheprovider")
     result.assert_outcomes(passed=6 * 2 * 3 - 4, failed=2, xfailed=2, skipped=6)
-    result.stdout.fnmatch_lines(["*tiny::base::layer0::pyref::loss_recovered>=0.9999*",
-                                 "*unhealthy SAE: loss_recovered = 0.9*gate loss_recovered>=0.9999 failed*"])
+    result.stdout.fnmatch_lines(["*unhealthy SAE: loss_recovered = 0.9*gate loss_recovered>=0.9999 failed*",
+                                 "FAILED *planted.duckdb::tiny::base::layer0::pyref::loss_recovered"])
 
 
 def test_pytest_plugin_k_selection_and_names(planted_db, pytester):
     result = pytester.runpytest_subprocess("--sae-bench", str(planted_db), "-k", "finetune and layer2", "-v")
     result.assert_outcomes(passed=6, skipped=1)
-    result.stdout.fnmatch_lines(["*tiny::finetune::layer2::pylib::20<=l0<=200 PASSED*"])
+    result.stdout.fnmatch_lines(["*planted.duckdb::tiny::finetune::layer2::pylib::l0 PASSED*"])
+    result = pytester.runpytest_subprocess("--sae-bench", str(planted_db), "-k", "base and layer0 and loss_recovered")
+    result.assert_outcomes(failed=2)  # pyref and pylib
+
+
+def test_pytest_plugin_collects_only_the_gates_from_a_project_root(planted_db, pytester):
+    """Run where a project's tests (and testpaths) are, `--sae-bench` collects the file's gates
+    alone; test files named on the command line are still collected beside them."""
+    pytester.makeini("[pytest]\ntestpaths = tests\n")
+    pytester.mkdir("tests")
+    pytester.makepyfile(**{"tests/test_project": "def test_project():\n    assert True\n"})
+    result = pytester.runpytest_subprocess("--sae-bench", str(planted_db), "--collect-only", "-q")
+    assert "test_project" not in result.stdout.str()
+    assert "planted.duckdb::tiny::base::layer0::pyref::loss_recovered" in result.stdout.str()
+    result = pytester.runpytest_subprocess("--sae-bench", str(planted_db), "tests/test_project.py", "--collect-only",
+                                           "-q")
+    assert "tests/test_project.py::test_project" in result.stdout.str()
 
 
 def test_pytest_plugin_missing_db(pytester, tmp_path):

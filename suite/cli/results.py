@@ -10,9 +10,10 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
+from rich.text import Text
 
 from suite.cli.common import EXIT_BAD_INPUT, EXIT_FAILED, existing_db, print_error, readable_db
+from suite.fit import Col, fit_table, plain_table
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -31,7 +32,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("sql", help="run a read-only SQL query over a results file")
     p.add_argument("db", help="results DuckDB file")
     p.add_argument("query", help='e.g. "select * from health"')
-    p.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    p.add_argument("--format", choices=["table", "plain", "csv", "json"],
+                   help="table: fitted to the terminal; plain: aligned columns, no frame, every value whole (records "
+                        "when too wide); default: table on a terminal, plain in a pipe")
     p.set_defaults(func=cmd_sql)
     p = sub.add_parser("export", help="write the tables as Parquet, or the SAEs as SAELens or sparsify directories")
     p.add_argument("db", help="results DuckDB file")
@@ -78,7 +81,7 @@ def cmd_report(args: argparse.Namespace, console: Console) -> int:
     if args.output:
         Path(args.output).parent.mkdir(parents=True, exist_ok=True)
         Path(args.output).write_text(text, encoding="utf-8")
-        console.print(f"wrote {escape(args.output)}", highlight=False)
+        console.print(f"wrote {escape(args.output)}", highlight=False, soft_wrap=True)
     else:
         sys.stdout.write(text)
     return 0
@@ -92,13 +95,10 @@ def cmd_gate(args: argparse.Namespace, console: Console) -> int:
         return EXIT_BAD_INPUT
     checks = load_checks(db)
     style = {PASS: "green", FAIL: "red", XFAIL: "yellow", SKIP: "dim"}
-    table = Table(title=f"health gates in {db}", title_justify="left")
-    for name in ("gate", "verdict", "detail"):
-        table.add_column(name, overflow="fold")
-    for check in checks:
-        if args.all or check.outcome != PASS:
-            table.add_row(escape(check.name), f"[{style[check.outcome]}]{check.outcome}[/]", escape(check.message))
-    console.print(table)
+    rows = [[check.name, Text(check.outcome, style=style[check.outcome]), check.message]
+            for check in checks if args.all or check.outcome != PASS]
+    console.print(fit_table([Col("gate", whole=True), Col("verdict", whole=True), Col("detail")], rows,
+                            console.width, title=f"health gates in {db}"))
     counts = {o: sum(c.outcome == o for c in checks) for o in (PASS, FAIL, XFAIL, SKIP)}
     console.print(f"{counts[PASS]} passed, {counts[FAIL]} failed, {counts[XFAIL]} allowed to fail, "
                   f"{counts[SKIP]} not applicable")
@@ -119,22 +119,26 @@ def cmd_sql(args: argparse.Namespace, console: Console) -> int:
         print_error(console, f"sql: {exc}")
         return EXIT_BAD_INPUT
     names, rows = result.names, result.rows
-    if args.format == "csv":
+    fmt = args.format or ("table" if console.is_terminal else "plain")
+    if fmt == "csv":
         writer = csv.writer(sys.stdout)
         writer.writerow(names)
         writer.writerows(rows)
-    elif args.format == "json":
+    elif fmt == "json":
         sys.stdout.write(json.dumps([dict(zip(names, r)) for r in rows], default=str, indent=2) + "\n")
     else:
-        table = Table()
-        for name in names:
-            table.add_column(escape(name), overflow="fold")
-        for row in rows:
-            table.add_row(*(escape(sql_cell(v)) for v in row))
-        console.print(table)
+        cols = [Col(name, whole=_whole_sql_column(name)) for name in names]
+        cells = [[sql_cell(v) for v in row] for row in rows]
+        layout = fit_table if fmt == "table" else plain_table
+        console.print(layout(cols, cells, console.width))
         snapshot = " (read from a snapshot: a run is writing the file)" if result.snapshot else ""
         console.print(f"[dim]{len(rows)} row(s){snapshot}[/dim]")
     return 0
+
+
+def _whole_sql_column(name: str) -> bool:
+    """Ids, models and statuses are never wrapped in `sql --format table`; other values may be."""
+    return name.endswith("id") or name in ("model", "status", "eval_name", "metric", "suite", "hook", "layer")
 
 
 def cmd_export(args: argparse.Namespace, console: Console) -> int:
@@ -168,7 +172,7 @@ def _export_parquet(db: Path, out: Path, console: Console) -> int:
             target = out / f"{name}.parquet"
             con.execute(f"copy (select * from \"{name}\") to '{target.as_posix()}' (format parquet)")
     console.print(f"wrote {len(names)} table(s) and view(s) to {escape(str(out))}: {', '.join(names)}",
-                  highlight=False)
+                  highlight=False, soft_wrap=True)
     return 0
 
 
@@ -180,13 +184,12 @@ def _export_saes(db: Path, out: Path, args: argparse.Namespace, console: Console
     except ExportError as exc:
         print_error(console, str(exc))
         return EXIT_BAD_INPUT
-    table = Table(title=f"{len(written)} SAE(s) written as {args.format} to {escape(str(out))}", title_justify="left")
-    for name in ("sae_id", "model", "layer", "hook", "directory"):
-        table.add_column(name, overflow="fold")
-    for stored, path in written:
-        table.add_row(stored.sae_id, escape(stored.model), str(stored.layer), stored.hook,
-                      escape(str(path.relative_to(out))))
-    console.print(table)
+    cols = [Col("sae_id", whole=True), Col("model", whole=True), Col("layer", whole=True, justify="right"),
+            Col("hook", whole=True), Col("directory")]
+    rows = [[stored.sae_id, stored.model, str(stored.layer), stored.hook, str(path.relative_to(out))]
+            for stored, path in written]
+    console.print(fit_table(cols, rows, console.width,
+                            title=f"{len(written)} SAE(s) written as {args.format} to {out}"))
     for stored, reason in failed:
         print_error(console, f"{stored.sae_id}: {reason}")
     return EXIT_FAILED if failed else 0
@@ -205,7 +208,7 @@ def cmd_migrate(args: argparse.Namespace, console: Console) -> int:
         found = store.schema_version()
         if found == SCHEMA_VERSION:
             console.print(f"{escape(str(store.path))} already has results schema version {SCHEMA_VERSION}",
-                          highlight=False)
+                          highlight=False, soft_wrap=True)
             return 0
         with WriterLock(store.path, "migrate"):
             backup = migrate(store)
@@ -215,7 +218,7 @@ def cmd_migrate(args: argparse.Namespace, console: Console) -> int:
         return EXIT_BAD_INPUT
     console.print(f"migrated {escape(str(store.path))} from schema {found} to {SCHEMA_VERSION} (backup: "
                   f"{escape(backup)}). Its SAEs are kept; their scores are history until its spec is run again, which "
-                  f"rescores them under SAEBench's conventions without retraining.", highlight=False)
+                  f"rescores them under SAEBench's conventions without retraining.", highlight=False, soft_wrap=True)
     return 0
 
 

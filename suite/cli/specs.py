@@ -6,7 +6,7 @@ import argparse
 
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
+from rich.text import Text
 
 from suite.cli.common import (
     EXIT_BAD_INPUT,
@@ -70,11 +70,13 @@ def cmd_validate(args: argparse.Namespace, console: Console) -> int:
         return EXIT_BAD_INPUT
     spec, declared = loaded
     console.print(f"[green]ok[/green] {escape(str(spec.path))}: suite {spec.name!r}, {len(declared)} SAE(s)",
-                  highlight=False)
+                  highlight=False, soft_wrap=True)
     return 0
 
 
 def cmd_plan(args: argparse.Namespace, console: Console) -> int:
+    from suite.budgets import eval_budgets
+    from suite.cli.plan_view import print_budgets, print_plan
     from suite.grid import score_tasks
     from suite.plan import plan
     from suite.store import Store, StoreError
@@ -93,22 +95,9 @@ def cmd_plan(args: argparse.Namespace, console: Console) -> int:
         print_error(console, str(exc))
         return EXIT_BAD_INPUT
     tasks = score_tasks(spec)
-    table = Table(title=escape(f"{spec.name}: {len(planned)} SAE(s) -> {db}"), title_justify="left")
-    for name in ("sae", "model", "model id", "hook", "layer", "arch", "k", "latents", "lr", "train tokens", "state"):
-        table.add_column(name, justify="right" if name in ("layer", "k", "latents", "train tokens") else "left",
-                         overflow="fold")
     shown = planned if args.all else planned[:PLAN_ROWS]
-    for p in shown:
-        ref = p.declared.ref
-        t, s = ref.train, ref.sae
-        state = p.state + (f" ({', '.join(task.name for task in p.missing)})" if p.missing else "")
-        if p.note:
-            state += f"; {p.note}"
-        table.add_row(ref.sae_id, escape(ref.model.name), escape(ref.model.id), ref.hook, str(ref.layer),
-                      s.arch if s else escape(p.declared.label or "imported"),
-                      str(s.k) if s and "k" in s.identity() else "", str(s.latents) if s else "",
-                      f"{t.lr:g}" if t else "", f"{t.tokens:,}" if t else "", escape(state))
-    console.print(table)
+    console.print(Text(f"{spec.name}: {len(planned)} SAE(s) -> {db}", style="bold"), highlight=False)
+    print_plan(console, shown)
     if len(shown) < len(planned):
         console.print(f"[dim]... and {len(planned) - len(shown):,} more SAE(s); --all lists every one[/dim]")
     counts = {state: sum(p.state == state for p in planned) for state in ("to train", "to import", "to score", "done")}
@@ -117,6 +106,9 @@ def cmd_plan(args: argparse.Namespace, console: Console) -> int:
         f"{counts['to train']} to train in {len(streams)} training stream(s) (SAEs sharing a model and stream "
         f"train from one forward pass), {counts['to import']} to import, {counts['to score']} to score, "
         f"{counts['done']} done. Evals: {escape(', '.join(task.name for task in tasks))}.", highlight=False)
+    evals = [t.settings for t in tasks if t.kind == "core"]
+    models = list({p.declared.ref.model: None for p in planned})
+    print_budgets(console, eval_budgets(evals, models, store))
     return 0
 
 
@@ -140,7 +132,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/yellow]: finished SAEs and scores are stored; run again to resume")
         return EXIT_INTERRUPTED
-    for table in model_tables(Store(outcome.db_path), outcome.sae_ids):
+    for table in model_tables(Store(outcome.db_path), outcome.sae_ids, console.width):
         console.print(table)
     console.print(
         f"run {outcome.run_id}: {outcome.trained} SAE(s) trained or imported, {outcome.scored} score(s) computed, "
