@@ -3,7 +3,8 @@
 Each model is loaded once. Its SAEs to train are grouped by training stream and trained together
 from shared forward passes, then checkpointed and reported ready; SAEs trained earlier are loaded
 from their checkpoints and imported ones from their directories. Then every SAE is scored on the
-evals it lacks: each dataset eval once for all SAEs of the model that need it, absorption per SAE.
+evals it lacks: each dataset eval and each labelled probing dataset once for all SAEs of the model
+that need it, absorption per SAE.
 A failure is confined to what it touches: a model that does not load fails its jobs, a missing
 layer or hook fails that SAE, a diverged SAE fails alone, a failing eval fails that eval's scores.
 """
@@ -24,12 +25,23 @@ from harness.absorption import AbsorptionEval
 from harness.activations import HookSite, hook_name, site_module
 from harness.checkpoint import files_sha256, load_sae, save_sae
 from harness.evals.core import score_core
+from harness.evals.sparse_probing import score_sparse_probing
 from harness.models import LoadedModel, load_model, pick_device
 from harness.run_facts import StampingReporter
 from harness.saes import SparseAutoencoder
 from harness.train import train_group
 from suite.catalog import ABSORPTION_METRICS
-from suite.jobs import EvalSettings, Job, JobReporter, LetterRow, ModelRef, ScoreResult, ScoreTask, TrainResult
+from suite.jobs import (
+    EvalSettings,
+    Job,
+    JobReporter,
+    LetterRow,
+    ModelRef,
+    ProbingSettings,
+    ScoreResult,
+    ScoreTask,
+    TrainResult,
+)
 
 
 def _progress(console: Console | None) -> Progress:
@@ -122,6 +134,7 @@ class ModelRun:
         ready = [job for job in runnable if job.key in self.saes]
         self._score_datasets(ready)
         self._score_absorption(ready)
+        self._score_probing(ready)
 
     def _site_exists(self, job: Job) -> bool:
         depth = len(self.lm.layers)
@@ -210,6 +223,26 @@ class ModelRun:
             saes = {job.key: (HookSite(job.layer, job.sae.hook), self.saes[job.key]) for job in needing}
             try:
                 results = score_core(self.lm, saes, settings, self.progress)
+            except Exception as exc:
+                for job in needing:
+                    self.reporter.score_failed(job, task, _detail(exc))
+                continue
+            for job in needing:
+                self.reporter.score_finished(job, task, results[job.key])
+
+    def _score_probing(self, jobs: list[Job]) -> None:
+        """Each labelled dataset once for all SAEs of the model that need it: one forward per text."""
+        tasks: dict[ProbingSettings, list[Job]] = {}
+        for job in jobs:
+            for task in job.scores:
+                if task.kind == "sparse_probing":
+                    assert isinstance(task.settings, ProbingSettings)
+                    tasks.setdefault(task.settings, []).append(job)
+        for settings, needing in tasks.items():
+            task = ScoreTask("sparse_probing", settings)
+            saes = {job.key: (HookSite(job.layer, job.sae.hook), self.saes[job.key]) for job in needing}
+            try:
+                results = score_sparse_probing(self.lm, saes, settings, self.progress)
             except Exception as exc:
                 for job in needing:
                     self.reporter.score_failed(job, task, _detail(exc))

@@ -74,6 +74,25 @@ METRICS: tuple[Metric, ...] = (
     Metric("absorption_letters", "letters scored for absorption (ground-truth probe F1 above threshold)", None),
 )
 
+# SAEBench's sparse-probing eval (sae_bench/evals/sparse_probing/eval_output.py names them): test
+# accuracy of one-vs-rest logistic probes on mean-pooled activations, averaged over a labelled
+# dataset's classes; `llm_*` on the model's activations at the SAE's hook, `sae_*` on the SAE's
+# latents; `*_top_{k}_*` on the k dimensions with the largest class-mean difference.
+PROBING_K: tuple[int, ...] = (1, 2, 5, 10, 20, 50, 100)  # the k SAEBench's output schema names
+PROBING_METRICS: tuple[str, ...] = (
+    "llm_test_accuracy", *(f"llm_top_{k}_test_accuracy" for k in PROBING_K),
+    "sae_test_accuracy", *(f"sae_top_{k}_test_accuracy" for k in PROBING_K),
+)
+
+
+def _probing_metric(name: str) -> Metric:
+    inputs = "the model's activations at the SAE's hook" if name.startswith("llm") else "the SAE's latents"
+    dims = "all dimensions" if "_top_" not in name else f"the top {name.split('_')[2]} by class-mean difference"
+    return Metric(name, f"sparse probing: mean test accuracy over classes of a probe on {inputs}, {dims}", True, name)
+
+
+METRICS = METRICS + tuple(_probing_metric(name) for name in PROBING_METRICS)
+
 # Metrics of the first-letter absorption eval: they depend on the SAE, not on an eval dataset,
 # and are stored once per SAE under the eval name 'absorption'.
 ABSORPTION_METRICS: tuple[str, ...] = (
@@ -81,7 +100,7 @@ ABSORPTION_METRICS: tuple[str, ...] = (
 )
 
 METRIC_NAMES: tuple[str, ...] = tuple(m.name for m in METRICS)
-CORE_METRICS: tuple[str, ...] = tuple(n for n in METRIC_NAMES if n not in ABSORPTION_METRICS)
+CORE_METRICS: tuple[str, ...] = tuple(n for n in METRIC_NAMES if n not in ABSORPTION_METRICS + PROBING_METRICS)
 
 GATEABLE_METRICS: tuple[str, ...] = METRIC_NAMES
 
@@ -108,6 +127,11 @@ DIFFERENCES: tuple[tuple[str, str], ...] = (
      "log_softmax rather than log(softmax(.)), which avoids log(0) on underflowing probabilities."),
     ("intervals",
      "sae-bench adds 95% bootstrap intervals over eval sequences; SAEBench reports point values."),
+    ("sparse probing",
+     "One score per labelled dataset ([probing.NAME]) where SAEBench averages its datasets; the negatives of each "
+     "one-vs-rest task are drawn once and shared by the model's and every SAE's probes (SAEBench redraws them per "
+     "probe); texts run unpadded in masked batches, BOS first; bias_in_bios is not balanced by gender "
+     "(harness.evals.sparse_probing)."),
 )
 
 

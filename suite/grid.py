@@ -18,6 +18,7 @@ from suite.jobs import (
     TrainSettings,
 )
 from suite.spec import DatasetSpec, Spec
+from suite.spec_probing import probing_settings
 
 
 def dataset_ref(spec: DatasetSpec) -> DatasetRef:
@@ -100,11 +101,14 @@ def absorption_settings(spec: Spec) -> AbsorptionSettings | None:
 
 
 def score_tasks(spec: Spec) -> tuple[ScoreTask, ...]:
-    """Every eval each SAE is scored on: the dataset evals in spec order, then absorption."""
+    """Every eval each SAE is scored on: the dataset evals in spec order, absorption, the labelled
+    probing datasets in spec order."""
     tasks = [ScoreTask("core", EvalSettings(name, dataset_ref(s.dataset), s.tokens, s.sparsity_tokens, s.ctx_len,
                                             s.batch_size))
              for name, s in spec.model.eval.items()]
     absorption = absorption_settings(spec)
     if absorption is not None:
         tasks.append(ScoreTask("absorption", absorption))
+    tasks += [ScoreTask("sparse_probing", probing_settings(name, s, dataset_ref(s.dataset)))
+              for name, s in spec.model.probing.items()]
     return tuple(tasks)

@@ -24,7 +24,7 @@ from typing import Any, Literal, Protocol
 SAE_KEY_VERSION = 2
 # Bump one of these when the meaning of a stored number of that eval changes: its scores are
 # recomputed on the next run, its SAEs are not retrained.
-METRIC_VERSIONS = {"core": "core-2", "absorption": "absorption-2"}
+METRIC_VERSIONS = {"core": "core-2", "absorption": "absorption-2", "sparse_probing": "sparse_probing-1"}
 HOOKS = ("resid_post", "mlp_out", "attn_out")
 ABSORPTION_EVAL = "absorption"  # the eval name absorption scores are stored under
 
@@ -162,15 +162,41 @@ class EvalSettings:
 
 
 @dataclass(frozen=True)
-class ScoreTask:
-    """One eval to run on an SAE: a dataset eval (kind "core") or absorption."""
+class ProbingSettings:
+    """A labelled dataset for SAEBench's sparse-probing eval ([probing.NAME]); defaults are
+    SAEBench's (sae_bench/evals/sparse_probing/eval_config.py and main.py, names in the comments).
 
-    kind: Literal["core", "absorption"]
-    settings: EvalSettings | AbsorptionSettings
+    `dataset` is the probe-training split (its `column` the text column), `test_split` the split
+    the probes are tested on. Each class gets a one-vs-rest task of up to `train_size` /
+    `test_size` texts, half of them the class's own."""
+
+    name: str
+    dataset: DatasetRef
+    label_column: str = "label"
+    test_split: str = "test"
+    classes: tuple[str, ...] = ()  # () = every label of the dataset (SAEBench: chosen_classes_per_dataset)
+    k: tuple[int, ...] = (1, 2, 5)  # k_values
+    train_size: int = 4000  # probe_train_set_size
+    test_size: int = 1000  # probe_test_set_size
+    ctx_len: int = 128  # context_length
+    batch_size: int = 32  # texts per model forward (llm_batch_size)
+    probe_epochs: int = 100  # main.py: train_probe_on_activations(epochs=100) for the all-dimension probes
+    probe_lr: float = 1e-2  # main.py: lr=1e-2
+    probe_batch_size: int = 250  # main.py: batch_size=250
+    probe_patience: int = 10  # probe_training.train_probe_gpu early_stopping_patience
+    seed: int = 42  # random_seed
+
+
+@dataclass(frozen=True)
+class ScoreTask:
+    """One eval to run on an SAE: a dataset eval (kind "core"), absorption or sparse probing."""
+
+    kind: Literal["core", "absorption", "sparse_probing"]
+    settings: EvalSettings | AbsorptionSettings | ProbingSettings
 
     @property
     def name(self) -> str:
-        return self.settings.name if isinstance(self.settings, EvalSettings) else ABSORPTION_EVAL
+        return ABSORPTION_EVAL if isinstance(self.settings, AbsorptionSettings) else self.settings.name
 
     def identity(self) -> dict[str, Any]:
         return self._identity
@@ -193,7 +219,9 @@ class ScoreTask:
 
     @property
     def dataset_label(self) -> str | None:
-        return self.settings.dataset.label() if isinstance(self.settings, EvalSettings) else None
+        if isinstance(self.settings, (EvalSettings, ProbingSettings)):
+            return self.settings.dataset.label()
+        return None
 
 
 @dataclass(frozen=True)
@@ -337,12 +365,27 @@ class LetterRow:
 
 
 @dataclass
+class ProbeRow:
+    """One probe of the sparse-probing eval: `inputs` 'llm' (model activations) or 'sae'
+    (latents), `k` None for all dimensions, else the top k by class-mean difference."""
+
+    task: str  # the [probing.NAME]
+    class_name: str  # the one-vs-rest task's positive class
+    inputs: str
+    k: int | None
+    accuracy: float
+    train_texts: int
+    test_texts: int
+
+
+@dataclass
 class ScoreResult:
     metrics: dict[str, float]
     intervals: dict[str, tuple[float, float]] = field(default_factory=dict)  # 95% bootstrap, token means
     notes: dict[str, str] = field(default_factory=dict)  # metric -> why it has no value
     density: list[DensityBin] = field(default_factory=list)
     letters: list[LetterRow] = field(default_factory=list)
+    probes: list[ProbeRow] = field(default_factory=list)
     seconds: float = 0.0
     dataset_fingerprint: str | None = None  # sha256 of the eval token stream consumed
     device_name: str | None = None

@@ -75,12 +75,14 @@ class StoreReporter:
 
 def gate(spec: Spec, job: Job, eval_name: str, metrics: dict[str, float], notes: dict[str, str]) -> GateVerdict:
     """The spec's verdicts for one score. Gates on metrics another eval produces are left out
-    (absorption's gate lives on the absorption score, loss recovered's on the dataset evals)."""
-    from suite.catalog import ABSORPTION_METRICS
+    (absorption's gate lives on the absorption score, sparse probing's on each probing dataset's,
+    loss recovered's on the dataset evals)."""
+    from suite.catalog import ABSORPTION_METRICS, CORE_METRICS, PROBING_METRICS
 
     policy = spec.gate_policy(job.model.name, job.layer, eval_name)
-    absorption = eval_name == "absorption"
-    relevant = tuple(t for t in policy.thresholds if (t.metric in ABSORPTION_METRICS) == absorption)
+    produced = (ABSORPTION_METRICS if eval_name == "absorption"
+                else PROBING_METRICS if eval_name in spec.model.probing else CORE_METRICS)
+    relevant = tuple(t for t in policy.thresholds if t.metric in produced)
     return (type(policy)(relevant, policy.allow_fail), evaluate_gates(relevant, metrics, notes))
 
 

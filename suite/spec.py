@@ -25,6 +25,7 @@ from pydantic import (
 from suite.catalog import GATEABLE_METRICS
 from suite.jobs import ABSORPTION_EVAL, HOOKS, EvalSettings
 from suite.health import DEFAULT_THRESHOLDS, GatePolicy, Threshold
+from suite.spec_probing import ProbingSection, probing_problems
 from suite.validation_limits import (
     BOUND_REASONS,
     INT32_MAX,
@@ -185,6 +186,12 @@ class AbsorptionSection(_Strict):
     seed: NonNegativeInt = 42
 
 
+class ProbingSpec(ProbingSection):
+    """[probing.NAME]: a labelled dataset for sparse probing (suite.spec_probing)."""
+
+    dataset: DatasetSpec
+
+
 class Bounds(_Strict):
     min: float | None = None
     max: float | None = None
@@ -232,6 +239,7 @@ class SpecModel(_Strict):
     saes: dict[str, ImportedSaeSection] = {}
     eval: dict[str, EvalSection] = Field(min_length=1)
     absorption: AbsorptionSection = AbsorptionSection()
+    probing: dict[str, ProbingSpec] = {}
     health: HealthSection = HealthSection()
 
     @model_validator(mode="after")
@@ -247,6 +255,8 @@ class SpecModel(_Strict):
         if ABSORPTION_EVAL in self.eval:
             raise ValueError(f"@eval.{ABSORPTION_EVAL}: the name is reserved for the absorption eval; "
                              "choose another name")
+        if problems := probing_problems(self.probing, [*self.eval, ABSORPTION_EVAL]):
+            raise ValueError(problems[0])
         unknown = [m for m in (self.grid.models if self.grid else []) if m not in self.models]
         if unknown:
             raise ValueError(
@@ -258,7 +268,7 @@ class SpecModel(_Strict):
                 raise ValueError(f"@saes.{name}.model: {imported.model!r} not declared; "
                                  f"declared models: {', '.join(self.models)}")
         for i, override in enumerate(self.health.override):
-            for field, declared in (("models", self.models), ("evals", [*self.eval, ABSORPTION_EVAL])):
+            for field, declared in (("models", self.models), ("evals", [*self.eval, ABSORPTION_EVAL, *self.probing])):
                 missing = [n for n in getattr(override, field) or [] if n not in declared]
                 if missing:
                     raise ValueError(f"@health.override[{i}].{field}: {', '.join(map(repr, missing))} "
