@@ -18,13 +18,14 @@ from suite.store import Store
 from suite.store.lock import WriterLock
 from suite.store.recovery import reconcile
 from suite.store.store import GateVerdict
+from suite.wandb_mirror import WandbMirror, wandb_target
 
 
 class StoreReporter:
     """The harness's JobReporter, writing through to the store and gating each finished score."""
 
-    def __init__(self, store: Store, spec: Spec, run_id: str, console: Console):
-        self.store, self.spec, self.run_id, self.console = store, spec, run_id, console
+    def __init__(self, store: Store, spec: Spec, run_id: str, console: Console, mirror: WandbMirror | None = None):
+        self.store, self.spec, self.run_id, self.console, self.mirror = store, spec, run_id, console, mirror
         self.failed_saes: list[Job] = []
         self.ready: list[Job] = []
         self.scored: list[tuple[Job, ScoreTask]] = []
@@ -32,6 +33,8 @@ class StoreReporter:
         self.started: set[str] = set()
         self.warned: set[str] = set()
         self._device_recorded = False
+        self._scores_settled: dict[str, int] = {}  # sae key -> scores of this run stored or failed
+        self._fresh: set[str] = set()  # sae keys trained, imported or scored in this run
 
     def sae_started(self, job: Job) -> None:
         self.started.add(job.key)
@@ -48,13 +51,18 @@ class StoreReporter:
     def sae_ready(self, job: Job, result: TrainResult) -> None:
         self.store.sae_ready(job, result)
         self.ready.append(job)
+        self._fresh.add(job.key)
         self._record_device(result.device_name, result.threads)
+        if not job.scores:
+            self._settled(job)
 
     def score_finished(self, job: Job, task: ScoreTask, result: ScoreResult) -> None:
         self.store.finish_score(self.run_id, job, task, result, gate(self.spec, job, task.name, result.metrics,
                                                                        result.notes))
         self.scored.append((job, task))
+        self._fresh.add(job.key)
         self._record_device(result.device_name, result.threads)
+        self._settled(job)
         if result.warning and task.name not in self.warned:
             self.warned.add(task.name)
             self.console.print(f"[yellow]warning[/yellow] {escape(task.name)}: {escape(result.warning)}",
@@ -63,8 +71,16 @@ class StoreReporter:
     def score_failed(self, job: Job, task: ScoreTask, error: str) -> None:
         self.failed_scores.append((job, task))
         self.store.fail_score(self.run_id, job, task, error)
+        self._settled(job)
         self.console.print(f"[red]failed[/red] {escape(job.describe())} on {escape(task.name)}: "
                            f"{escape(error.splitlines()[0])}")
+
+    def _settled(self, job: Job) -> None:
+        """Count a score of `job` as stored or failed; once all are, mirror the SAE (W&B)."""
+        done = self._scores_settled.get(job.key, 0) + (1 if job.scores else 0)
+        self._scores_settled[job.key] = done
+        if self.mirror is not None and done >= len(job.scores) and job.key in self._fresh:
+            self.mirror.mirror(job.sae_id)
 
     def _record_device(self, device_name: str | None, threads: int | None) -> None:
         """The run's device and torch threads, from its first result (a Ray worker's, if Ray ran it)."""
@@ -111,12 +127,14 @@ def regate(store: Store, spec: Spec, planned: list[PlannedSae]) -> None:
 
 
 def run_spec(spec: Spec, db_override: str | None = None, device: str | None = None,
-             console: Console | None = None, executor: Executor | None = None) -> RunOutcome:
+             console: Console | None = None, executor: Executor | None = None,
+             wandb_project: str | None = None) -> RunOutcome:
     """Plan, train and score under the results file's writer lock (StoreBusy if another run
     holds it). Whatever ends the run, no SAE it registered and no run row is left `pending` or
     `running`: a stop marks them `interrupted`, an error `failed` with its one-line reason.
     `executor`: where the model groups run (default: the spec's `[suite] executor`); this
-    process stays the only writer of the results file either way."""
+    process stays the only writer of the results file either way. `wandb_project`: mirror each SAE
+    this run finishes to Weights & Biases (default: the spec's `[suite] wandb`)."""
     console = console or Console()
     executor = executor or make_executor(spec.model.suite.executor)
     declared = declared_saes(spec)  # raises SpecError before anything is written
@@ -128,7 +146,9 @@ def run_spec(spec: Spec, db_override: str | None = None, device: str | None = No
     with WriterLock(db_path, "run"):
         store.init()
         _recover(store, spec.checkpoint_dir(db_path), console)
-        return _run_locked(spec, store, declared, device, console, executor)
+        target = wandb_target(spec.model.suite.wandb, wandb_project)
+        mirror = WandbMirror(target, store, console) if target else None
+        return _run_locked(spec, store, declared, device, console, executor, mirror)
 
 
 def _recover(store: Store, checkpoints: Path, console: Console) -> None:
@@ -145,7 +165,7 @@ def _recover(store: Store, checkpoints: Path, console: Console) -> None:
 
 
 def _run_locked(spec: Spec, store: Store, declared: list, device: str | None, console: Console,
-                executor: Executor) -> RunOutcome:
+                executor: Executor, mirror: WandbMirror | None = None) -> RunOutcome:
     db_path = store.path
     planned = plan(spec, declared, store)
     jobs = [job for p in planned if (job := p.job(spec.log_every)) is not None]
@@ -155,7 +175,7 @@ def _run_locked(spec: Spec, store: Store, declared: list, device: str | None, co
     run_id = store.start_run(spec.name, str(spec.path), spec.text, device, len(planned),
                              sum(p.state == TO_TRAIN for p in planned), sum(len(p.missing) for p in planned),
                              run_provenance(), executor=executor.name)
-    reporter = StoreReporter(store, spec, run_id, console)
+    reporter = StoreReporter(store, spec, run_id, console, mirror)
     registered: list[Job] = []
     run_status = "failed"
     try:

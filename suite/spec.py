@@ -81,12 +81,20 @@ class DatasetSpec(_Strict):
     streaming: bool = True
 
 
+class WandbSection(_Strict):
+    """`[suite] wandb = { project = "...", entity = "..." }`: mirror each SAE to Weights & Biases."""
+
+    project: str = Field(pattern=r"^[^/\\#?%:\s]([^/\\#?%:]{0,126}[^/\\#?%:\s])?$")  # W&B's project-name rules
+    entity: str | None = Field(None, pattern=r"^\S+$")
+
+
 class SuiteSection(_Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     db: str | None = None
     checkpoints: str | None = None
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
     executor: Literal["local", "ray"] = "local"  # ray: one Ray task per model group (docs/cluster.md)
+    wandb: WandbSection | None = None  # suite/wandb_mirror.py
     description: str = ""
 
 

@@ -17,6 +17,7 @@ from suite.cli.common import (
     sigterm_as_interrupt,
 )
 from suite.spec import Spec, SpecError, load_spec
+from suite.wandb_mirror import project_name
 
 
 PLAN_ROWS = 200  # a grid may hold 100k SAEs: the table shows this many unless --all
@@ -44,6 +45,8 @@ def register(sub: argparse._SubParsersAction) -> None:
             p.add_argument("--cpus-per-group", type=_positive, metavar="N",
                            help="with --executor ray: CPUs each model group's task holds, and its torch threads "
                                 "(default 1)")
+            p.add_argument("--wandb", metavar="PROJECT", type=project_name,
+                           help="mirror each SAE to this Weights & Biases project (default: [suite].wandb)")
         p.set_defaults(func=func)
 
 
@@ -122,7 +125,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
         spec = load_spec(args.spec)
         executor = make_executor(args.executor or spec.model.suite.executor, args.address, args.cpus_per_group)
         with sigterm_as_interrupt():
-            outcome = run_spec(spec, args.db, args.device, console, executor)
+            outcome = run_spec(spec, args.db, args.device, console, executor, wandb_project=args.wandb)
     except SpecError as exc:
         print_spec_errors(exc, console)
         return EXIT_BAD_INPUT
