@@ -27,6 +27,7 @@ from harness.checkpoint import files_sha256, load_sae, save_sae
 from harness.evals.core import score_core
 from harness.evals.sparse_probing import score_sparse_probing
 from harness.models import LoadedModel, load_model, pick_device
+from harness.progress import make_progress
 from harness.run_facts import StampingReporter
 from harness.saes import SparseAutoencoder
 from harness.train import train_group
@@ -45,11 +46,12 @@ from suite.jobs import (
 
 
 def _progress(console: Console | None) -> Progress:
-    return Progress(  # descriptions name models and evals from the spec: shown as text, never as markup
+    """Live bars on a terminal; plain lines in a pipe or CI log (harness.progress)."""
+    return make_progress(console, Progress(  # descriptions name models and evals: text, never markup
         TextColumn("{task.description}", style="progress.description", markup=False), BarColumn(),
         TextColumn("{task.completed:,}/{task.total:,}"), TimeElapsedColumn(), TimeRemainingColumn(),
         console=console, transient=False,
-    )
+    ))
 
 
 def error_text(exc: BaseException) -> str:
@@ -95,12 +97,15 @@ def run_jobs(jobs: list[Job], reporter: JobReporter, checkpoint_root: Path, devi
         return
     with progress or _progress(console) as progress:
         for model_ref, model_jobs in _by_model(jobs).items():
+            loading = progress.add_task(f"loading {model_ref.name or model_ref.id}", total=1)  # a phase of its own
             try:
                 lm = load_model(model_ref, torch_device, progress)
             except Exception as exc:  # every job of this model fails with the same reason
                 for job in model_jobs:
                     _fail_job(reporter, job, error_text(exc))
                 continue
+            finally:
+                progress.update(loading, completed=1)
             ModelRun(lm, reporter, checkpoint_root, progress).run(model_jobs)
             del lm
             gc.collect()

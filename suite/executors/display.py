@@ -1,5 +1,7 @@
 """The driver's terminal during a Ray run: one line per group's current bar (mirrored from its
-worker), an overall count of groups, and a line when a group starts or is lost."""
+worker), an overall count of groups, and a line when a group starts or is lost. In a pipe or CI
+log the bars are plain lines (harness.progress.LineProgress): each phase's start and end, and
+every group's unfinished phases every `SAE_BENCH_PROGRESS_SECONDS` (default 30)."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
+from harness.progress import LineProgress
 from suite.executors.events import GroupStarted, ProgressUpdate
 
 
@@ -14,10 +17,13 @@ class GroupsDisplay:
     def __init__(self, console: Console | None, labels: list[str]):
         self.console = console or Console()
         self.labels = labels
-        self.progress = Progress(
-            TextColumn("[progress.description]{task.description}"), BarColumn(),
-            TextColumn("{task.completed:,.0f}/{task.total:,.0f}"), TimeElapsedColumn(),
-            console=self.console, transient=False)
+        if self.console.is_terminal:
+            self.progress = Progress(
+                TextColumn("{task.description}", style="progress.description", markup=False), BarColumn(),
+                TextColumn("{task.completed:,.0f}/{task.total:,.0f}"), TimeElapsedColumn(),
+                console=self.console, transient=False)
+        else:  # a pipe or CI log: plain lines, every group's phase (they run side by side)
+            self.progress = LineProgress(self.console, sequential=False)
         self.overall = self.progress.add_task(f"model groups on Ray ({len(labels)})", total=len(labels))
         self.bars: dict[tuple[int, int], TaskID] = {}
 
