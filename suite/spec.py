@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -66,17 +67,33 @@ LatentCount = Annotated[int, Field(gt=0, le=MAX_LATENTS)]
 PositiveFloat = Annotated[float, Field(gt=0)]
 
 
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError(f"must not be empty or blank, got {value!r}: give a path or id, or leave the field out")
+    return value
+
+
+def _wandb_project(value: str) -> str:
+    if not value.strip() or value != value.strip() or len(value) > 128 or any(c in value for c in "/\\#?%:"):
+        raise ValueError(f"expected a Weights & Biases project name (1-128 characters, none of / \\ # ? % :, no "
+                         f"space at either end), got {value!r}")
+    return value
+
+
+NonBlank = Annotated[str, AfterValidator(_not_blank)]  # "" or "  " is never a path or id
+
+
 class _Strict(BaseModel):
     # allow_inf_nan=False: TOML's nan and inf are refused in every float field (lr, thresholds, ...)
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
 
 
 class DatasetSpec(_Strict):
-    path: str = Field(min_length=1)
+    path: NonBlank
     name: str | None = None
     split: str = "train"
     column: str = "text"
-    data_files: str | list[str] | None = None
+    data_files: NonBlank | list[NonBlank] | None = None
     revision: str | None = None
     streaming: bool = True
 
@@ -84,14 +101,14 @@ class DatasetSpec(_Strict):
 class WandbSection(_Strict):
     """`[suite] wandb = { project = "...", entity = "..." }`: mirror each SAE to Weights & Biases."""
 
-    project: str = Field(pattern=r"^[^/\\#?%:\s]([^/\\#?%:]{0,126}[^/\\#?%:\s])?$")  # W&B's project-name rules
-    entity: str | None = Field(None, pattern=r"^\S+$")
+    project: Annotated[str, AfterValidator(_wandb_project)]
+    entity: NonBlank | None = None
 
 
 class SuiteSection(_Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
-    db: str | None = None
-    checkpoints: str | None = None
+    db: NonBlank | None = None
+    checkpoints: NonBlank | None = None
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
     executor: Literal["local", "ray"] = "local"  # ray: one Ray task per model group (docs/cluster.md)
     wandb: WandbSection | None = None  # suite/wandb_mirror.py
@@ -99,7 +116,7 @@ class SuiteSection(_Strict):
 
 
 class ModelSection(_Strict):
-    id: str = Field(min_length=1)
+    id: NonBlank
     revision: str | None = None
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     trust_remote_code: bool = False

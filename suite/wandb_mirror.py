@@ -37,15 +37,12 @@ def project_name(text: str) -> str:
     """`--wandb PROJECT`, checked by the spec's rule for `[suite] wandb.project`."""
     import argparse
 
-    from pydantic import ValidationError
-
-    from suite.spec import WandbSection
+    from suite.spec import _wandb_project
 
     try:
-        return WandbSection(project=text).project
-    except ValidationError:
-        raise argparse.ArgumentTypeError(f"not a Weights & Biases project name: {text!r} (1-128 characters, none "
-                                         f"of / \\ # ? % :, no space at either end)") from None
+        return _wandb_project(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 @dataclass(frozen=True)

@@ -4,8 +4,9 @@ Readers (report, gate, sql, export, tui, the pytest plugin) and the writer (`run
 `identify` first, so a file that is not ours gets one line naming it and is never modified: the
 first bytes are read as plain bytes (empty, text, SQLite, not DuckDB), then a DuckDB file is
 opened read-only with external access off (no extension autoload or install, so no network),
-and only a file with sae-bench's `meta.schema_version` (or the table set of the unversioned
-first release) counts as ours. An empty DuckDB database (no tables) is one `run` may fill.
+and only a file with sae-bench's `meta.schema_version` and the tables and columns of that
+version (suite.store.structure), or the table set of the unversioned first release, counts as
+ours. An empty DuckDB database (no tables) is one `run` may fill.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import duckdb
 
 from suite.store.errors import NotResultsFile, StoreError
 from suite.store.readonly import LOCK_WAIT_SECONDS, is_lock_error, read_connection
+from suite.store.structure import missing
 
 DUCKDB_MAGIC = b"DUCK"  # bytes 8..12 of every DuckDB database file (storage header)
 SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -73,6 +75,15 @@ def _check_complete(con: duckdb.DuckDBPyConnection, path: Path) -> None:
                              f"need at least {row[0] * row[1]:,})")
 
 
+def _check_structure(con: duckdb.DuckDBPyConnection, path: Path, version: int) -> None:
+    """The file holds the tables and columns of the version its `meta` claims (suite.store.structure)."""
+    lacking = missing(con, version)
+    if lacking:
+        shown = ", ".join(lacking[:6]) + (f" and {len(lacking) - 6} more" if len(lacking) > 6 else "")
+        raise NotResultsFile(f"{path} says results schema version {version} but lacks what that version holds "
+                             f"({shown}): a damaged file, or not a sae-bench results file")
+
+
 def identify(path: str | Path, lock_wait: float = LOCK_WAIT_SECONDS, snapshot_on_lock: bool = False) -> Identity:
     """The schema version of a sae-bench results file, or NotResultsFile with one line saying
     what the file is instead. Never writes to `path`."""
@@ -95,6 +106,7 @@ def identify(path: str | Path, lock_wait: float = LOCK_WAIT_SECONDS, snapshot_on
                 if row is not None:
                     if not str(row[0]).isdigit():
                         raise NotResultsFile(f"{path}: unreadable results schema version {row[0]!r}")
+                    _check_structure(con, path, int(row[0]))
                     return Identity(int(row[0]))
             elif V1_TABLES <= tables:
                 return Identity(1)
