@@ -56,6 +56,53 @@ def sparse_decode(values: torch.Tensor, indices: torch.Tensor, W_dec: torch.Tens
     return out.reshape(S, n, d)
 
 
+class TopKStep(torch.autograd.Function):
+    """x_hat, values, indices, pre for every SAE of a stack in one autograd node:
+    pre = relu((x - b_dec) @ W_enc + b_enc), (values, indices) = TopK(pre),
+    x_hat = sum_j values_j W_dec[indices_j] + b_dec (the k active decoder rows, gathered).
+
+    The backward takes three GEMMs where autograd takes five: the gradient of the [S, n, d] input
+    is never formed (b_dec's encoder-side gradient is -(sum over tokens of grad_pre) @ W_enc^T), and
+    the gradients of W_dec and of the selected latents are dense products with the [S, n, m]
+    latents (faster on CPU than embedding_bag's sorted scatter). Same maths as the dense path,
+    sums in another order: not bit-identical. `pre` is returned before the relu (AuxK applies it) and carries a gradient only when used.
+    TopK runs before the relu: in a row with fewer than k positive entries the zero-valued picks
+    may differ from the dense path's, which changes nothing (they add nothing, get no gradient)."""
+
+    @staticmethod
+    def forward(ctx, x, W_enc, b_enc, W_dec, b_dec, k: int):
+        xc = x - b_dec[:, None, :]
+        pre = torch.bmm(xc, W_enc) + b_enc[:, None, :]
+        values, indices = pre.topk(k, dim=-1, sorted=False)  # then relu: one pass less over pre
+        values = torch.relu(values)
+        x_hat = sparse_decode(values, indices, W_dec) + b_dec[:, None, :]
+        ctx.save_for_backward(xc, W_enc, W_dec, pre, values, indices)
+        ctx.set_materialize_grads(False)
+        ctx.mark_non_differentiable(indices)
+        return x_hat, values, indices, pre
+
+    @staticmethod
+    def backward(ctx, grad_x_hat, grad_values, _grad_indices, grad_pre):
+        xc, W_enc, W_dec, pre, values, indices = ctx.saved_tensors
+        grad_W_dec = grad_b_dec = None
+        grad_top = grad_values
+        dense = torch.zeros_like(pre)  # latents first, then (same positions) their gradient
+        if grad_x_hat is not None:
+            grad_W_dec = torch.bmm(dense.scatter_(-1, indices, values).transpose(1, 2), grad_x_hat)
+            grad_b_dec = grad_x_hat.sum(1)
+            through_decoder = torch.bmm(grad_x_hat, W_dec.transpose(1, 2)).gather(-1, indices)
+            grad_top = through_decoder if grad_top is None else grad_top + through_decoder
+        grad_top = grad_top * (values > 0) if grad_top is not None else torch.zeros_like(values)
+        dense.scatter_(-1, indices, grad_top)  # every non-selected entry is still zero
+        if grad_pre is not None:  # AuxK's gradient through the dense pre-activations (relu'd there)
+            dense += grad_pre  # already through the relu (applied by the caller)
+        grad_W_enc = torch.bmm(xc.transpose(1, 2), dense)
+        grad_b_enc = dense.sum(1)
+        from_encoder = -torch.bmm(grad_b_enc[:, None, :], W_enc.transpose(1, 2))[:, 0, :]
+        grad_b_dec = from_encoder if grad_b_dec is None else grad_b_dec + from_encoder
+        return None, grad_W_enc, grad_b_enc, grad_W_dec, grad_b_dec, None
+
+
 def dense_latents(values: torch.Tensor, indices: torch.Tensor, m: int) -> torch.Tensor:
     return values.new_zeros(*values.shape[:-1], m).scatter_(-1, indices, values)
 
@@ -97,14 +144,14 @@ class FusedTopK:
                 trainer.sae.init_from_batch(x[i])
         W_enc, b_enc, W_dec, b_dec = (self.stacks[name] for name in PARAMS)
         dead = self.since_fired >= self.settings.dead_tokens  # [S, m]
-        pre = torch.relu(torch.bmm(x - b_dec[:, None, :], W_enc) + b_enc[:, None, :])  # not baddbmm: its
-        # bias gradient sums in another order; this form gives the unfused path's gradients bit for bit
-        values, indices = pre.topk(self.k, dim=-1, sorted=False)
         if self.decoder == "dense":
+            pre = torch.relu(torch.bmm(x - b_dec[:, None, :], W_enc) + b_enc[:, None, :])  # not baddbmm:
+            # its bias gradient sums in another order; this form gives the unfused gradients bit for bit
+            values, indices = pre.topk(self.k, dim=-1, sorted=False)
             latents = dense_latents(values, indices, self.m)
             x_hat = torch.bmm(latents, W_dec) + b_dec[:, None, :]
         else:
-            x_hat = sparse_decode(values, indices, W_dec) + b_dec[:, None, :]
+            x_hat, values, indices, pre = TopKStep.apply(x, W_enc, b_enc, W_dec, b_dec, self.k)
         fvu, total_variance = [], []
         for i in range(len(trainers)):  # per-SAE sums, in the unfused path's order
             tv = (x[i] - x[i].mean(0)).pow(2).sum().clamp_min(1e-12)
@@ -143,6 +190,8 @@ class FusedTopK:
 
     def _auxk(self, x, x_hat, pre, dead, num_dead: int, W_dec, total_variance) -> torch.Tensor:
         """harness.saes.topk.auxk_loss for one SAE of the stack (same terms, same order)."""
+        if self.decoder != "dense":
+            pre = torch.relu(pre)  # TopKStep returns pre-activations before the relu
         dead_pre = torch.where(dead[None, :], pre, torch.zeros_like(pre))
         values, indices = dead_pre.topk(min(self.aux_k, num_dead), dim=-1, sorted=False)
         aux_latents = dense_latents(values, indices, self.m)
@@ -165,7 +214,7 @@ class FusedTopK:
 
 
 DECODER: str | None = None  # force "dense" or "sparse" (benchmarks, tests); None = the measured rule
-SPARSE_MIN_RATIO: int | None = None  # sparse decoding from latents >= this x k; None: dense always
+SPARSE_MIN_RATIO = 8  # sparse decoding from latents >= this x k (benchmarks/fused.py; see docs/performance.md)
 
 
 def choose_decoder(d_in: int, m: int, k: int, device: torch.device) -> str:
@@ -173,4 +222,4 @@ def choose_decoder(d_in: int, m: int, k: int, device: torch.device) -> str:
     not a timing at run time, so the same spec gives the same weights on every run)."""
     if DECODER is not None:
         return DECODER
-    return "sparse" if SPARSE_MIN_RATIO is not None and m >= SPARSE_MIN_RATIO * k else "dense"
+    return "sparse" if m >= SPARSE_MIN_RATIO * k else "dense"
