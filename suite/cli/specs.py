@@ -42,6 +42,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                            help="where model groups run (default: the spec's [suite].executor, else local)")
             p.add_argument("--address", help="Ray cluster to use with --executor ray, e.g. auto or HOST:PORT "
                                              "(default: RAY_ADDRESS, else a local Ray instance)")
+            p.add_argument("--threads", type=_positive, metavar="N",
+                           help="torch threads of this process (default: cores - 1, at least 1; "
+                                "see docs/performance.md); with --executor ray use --cpus-per-group")
             p.add_argument("--cpus-per-group", type=_positive, metavar="N",
                            help="with --executor ray: CPUs each model group's task holds, and its torch threads "
                                 "(default 1)")
@@ -123,6 +126,9 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
 
     try:
         spec = load_spec(args.spec)
+        from harness.threads import use_threads
+
+        use_threads(args.threads)  # stored with the run (runs.threads)
         executor = make_executor(args.executor or spec.model.suite.executor, args.address, args.cpus_per_group)
         with sigterm_as_interrupt():
             outcome = run_spec(spec, args.db, args.device, console, executor, wandb_project=args.wandb)
