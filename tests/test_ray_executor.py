@@ -71,9 +71,9 @@ def test_ray_run_stores_the_local_numbers_bit_for_bit(ray_instance, tmp_path):
     # CPU results depend on torch's thread count (summation order): the local run gets the one
     # thread each Ray worker has here (one CPU per group, two groups at a time)
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)
     try:
-        local_code, local_out = run_cli(write_spec(tmp_path, TINY_SPEC.format(db=local_db), "local.toml"))
+        local_code, local_out = run_cli(write_spec(tmp_path, TINY_SPEC.format(db=local_db), "local.toml"),
+                                        "--threads", "1")
     finally:
         torch.set_num_threads(threads)
     code, out = run_cli(write_spec(tmp_path, TINY_SPEC.format(db=ray_db), "ray.toml"), "--executor", "ray",
