@@ -87,19 +87,34 @@ class TrainSettings:
 
 
 # Settings each architecture reads besides `arch` and `latents`; only these enter an SAE's key.
+# `dead_tokens` is known to every architecture (the logged dead fraction) but is part of the key
+# only where it changes the weights (AuxK). suite/sae_settings.py validates specs against this.
 ARCH_FIELDS: dict[str, tuple[str, ...]] = {
     "topk": ("k", "aux_k", "aux_coef", "dead_tokens"),
+    "batchtopk": ("k", "aux_k", "aux_coef", "dead_tokens", "threshold_lr"),
+    "relu": ("l1_coefficient", "l1_warm_up_steps"),
+    "jumprelu": ("l0_coefficient", "l0_warm_up_steps", "bandwidth", "init_threshold", "target_l0"),
 }
 
 
 @dataclass(frozen=True)
 class SaeSettings:
+    """Every architecture's settings; defaults are the references' (harness/saes/<arch>.py)."""
+
     arch: str = "topk"
-    k: int = 32
+    k: int = 32  # topk, batchtopk (batchtopk: the mean over the batch)
     latents: int = 4096
     aux_k: int = 0  # 0 = d_model // 2 (sparsify's default)
     aux_coef: float = 1 / 32
     dead_tokens: int = 10_000_000  # a latent silent this many tokens counts as dead (AuxK, logs)
+    threshold_lr: float = 0.01  # batchtopk: SAELens BatchTopKTrainingSAEConfig.topk_threshold_lr
+    l1_coefficient: float = 1.0  # relu: SAELens StandardTrainingSAEConfig.l1_coefficient
+    l1_warm_up_steps: int = 0  # relu: SAELens StandardTrainingSAEConfig.l1_warm_up_steps
+    l0_coefficient: float = 1.0  # jumprelu: SAELens JumpReLUTrainingSAEConfig.l0_coefficient
+    l0_warm_up_steps: int = 0  # jumprelu: SAELens JumpReLUTrainingSAEConfig.l0_warm_up_steps
+    bandwidth: float = 0.05  # jumprelu: SAELens jumprelu_bandwidth
+    init_threshold: float = 0.01  # jumprelu: SAELens jumprelu_init_threshold
+    target_l0: float = 0.0  # jumprelu: > 0 = SAELens's "quadratic" L0 loss around this target
 
     def identity(self) -> dict[str, Any]:
         used = ("arch", "latents", *ARCH_FIELDS.get(self.arch, tuple(f.name for f in fields(self))))

@@ -5,10 +5,13 @@ from __future__ import annotations
 import torch
 
 from harness.saes.base import SparseAutoencoder, StepContext, TrainingOutput, geometric_median
+from harness.saes.batchtopk import BatchTopKSae
+from harness.saes.jumprelu import JumpReluSae
+from harness.saes.relu import ReluSae
 from harness.saes.topk import TopKSae
 from suite.jobs import SaeSettings
 
-ARCHITECTURES: dict[str, type[SparseAutoencoder]] = {cls.arch: cls for cls in (TopKSae,)}
+ARCHITECTURES: dict[str, type[SparseAutoencoder]] = {cls.arch: cls for cls in (TopKSae, BatchTopKSae, ReluSae, JumpReluSae)}
 
 
 def build_sae(d_in: int, settings: SaeSettings, generator: torch.Generator | None = None) -> SparseAutoencoder:
@@ -19,5 +22,5 @@ def build_sae(d_in: int, settings: SaeSettings, generator: torch.Generator | Non
     return cls(d_in, settings, generator)
 
 
-__all__ = ["ARCHITECTURES", "SparseAutoencoder", "StepContext", "TopKSae", "TrainingOutput", "build_sae",
+__all__ = ["ARCHITECTURES", "BatchTopKSae", "JumpReluSae", "ReluSae", "SparseAutoencoder", "StepContext", "TopKSae", "TrainingOutput", "build_sae",
            "geometric_median"]
