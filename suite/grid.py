@@ -13,10 +13,10 @@ from suite.jobs import (
     ImportSource,
     ModelRef,
     SaeRef,
-    SaeSettings,
     ScoreTask,
     TrainSettings,
 )
+from suite import sae_settings
 from suite.spec import DatasetSpec, Spec
 from suite.spec_probing import probing_settings
 
@@ -78,7 +78,7 @@ def trained_saes(spec: Spec) -> list[DeclaredSae]:
         **{f.name: getattr(m.train, f.name) for f in fields(_TrainAxes) if f.name != "dataset"},
     )
     trains = _product(train_axes, TrainSettings)
-    saes = _product(m.sae, SaeSettings)
+    saes = sae_settings.expand(m.sae.model_dump())
     models = model_refs(spec)
     return [DeclaredSae(SaeRef(models[name], hook, layer, train=train, sae=sae))
             for name in m.grid.models

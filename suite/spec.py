@@ -24,6 +24,8 @@ from pydantic import (
 )
 
 from suite.catalog import GATEABLE_METRICS
+from suite.sae_settings import ARCHS as SAE_ARCHS
+from suite.sae_settings import problems as sae_problems
 from suite.jobs import ABSORPTION_EVAL, HOOKS, EvalSettings
 from suite.health import DEFAULT_THRESHOLDS, GatePolicy, Threshold
 from suite.spec_probing import ProbingSection, probing_problems
@@ -147,21 +149,34 @@ class TrainSection(_Strict):
     log_every: PositiveInt = 10
 
 
-class SaeSection(_Strict):
-    arch: Annotated[list[Literal["topk"]], AxisValues] = ["topk"]
-    latents: Annotated[list[LatentCount], AxisValues]
-    k: Annotated[list[PositiveInt], AxisValues]
-    aux_k: Annotated[list[NonNegativeInt], AxisValues] = [0]
-    aux_coef: Annotated[list[Annotated[float, Field(ge=0)]], AxisValues] = [1 / 32]
-    dead_tokens: Annotated[list[TokenCount], AxisValues] = [10_000_000]
+def _optional_axis(item: Any) -> Any:
+    """An [sae] key only some architectures read: absent is None (suite/sae_settings.py)."""
+    return Annotated[list[item] | None, AxisValues]
 
-    @field_validator("k")
-    @classmethod
-    def _k_fits(cls, k: list[int], info: ValidationInfo) -> list[int]:
-        latents = info.data.get("latents")
-        if latents and max(k) > min(latents):
-            raise ValueError(f"k={max(k)} exceeds latents={min(latents)}: a TopK SAE keeps k of its latents")
-        return k
+
+class SaeSection(_Strict):
+    """[sae]; which keys each `arch` reads and their defaults: suite/sae_settings.py."""
+
+    arch: Annotated[list[Literal[SAE_ARCHS]], AxisValues] = ["topk"]  # type: ignore[valid-type]
+    latents: Annotated[list[LatentCount], AxisValues]
+    dead_tokens: _optional_axis(TokenCount) = None
+    k: _optional_axis(PositiveInt) = None
+    aux_k: _optional_axis(NonNegativeInt) = None
+    aux_coef: _optional_axis(Annotated[float, Field(ge=0)]) = None
+    threshold_lr: _optional_axis(Annotated[float, Field(gt=0, le=1)]) = None
+    l1_coefficient: _optional_axis(Annotated[float, Field(ge=0)]) = None
+    l1_warm_up_steps: _optional_axis(NonNegativeInt) = None
+    l0_coefficient: _optional_axis(Annotated[float, Field(ge=0)]) = None
+    l0_warm_up_steps: _optional_axis(NonNegativeInt) = None
+    bandwidth: _optional_axis(PositiveFloat) = None
+    init_threshold: _optional_axis(Annotated[float, Field(ge=0)]) = None
+    target_l0: _optional_axis(PositiveFloat) = None
+
+    @model_validator(mode="after")
+    def _per_architecture(self) -> "SaeSection":
+        if found := sae_problems(self.model_dump()):
+            raise ValueError(found[0])
+        return self
 
 
 class EvalSection(_Strict):
