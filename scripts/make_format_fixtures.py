@@ -15,8 +15,9 @@ latents, k 16, layer 1 of builtin:tiny-base; `known.safetensors` has them in SAE
 for the metrics test. Smaller ones (16 -> 32) cover options our importer must fold or map:
 `saelens-topk-folded` (apply_b_dec_to_input false, rescale_acts_by_decoder_norm, decoder rows not
 unit norm), `saelens-standard`, `saelens-jumprelu`, `saelens-batchtopk-training` (a training
-checkpoint: architecture batchtopk, scalar topk_threshold) and `saelens5-topk` (SAELens 5 layout,
-hook blocks.2.hook_resid_pre).
+checkpoint: architecture batchtopk, scalar topk_threshold), `saelens-matryoshka-training` (the same
+for matryoshka_batchtopk), `saelens-gated` (b_gate, b_mag, r_mag; apply_b_dec_to_input false) and
+`saelens5-topk` (SAELens 5 layout, hook blocks.2.hook_resid_pre).
 """
 
 from __future__ import annotations
@@ -65,15 +66,18 @@ def reference(directory: Path, x: torch.Tensor, latents: torch.Tensor, reconstru
 
 def saelens6(out: Path) -> None:
     from sae_lens import SAE
-    from sae_lens.saes import (BatchTopKTrainingSAE, BatchTopKTrainingSAEConfig, JumpReLUSAE, JumpReLUSAEConfig,
-                               StandardSAE, StandardSAEConfig, TopKSAE, TopKSAEConfig)
+    from sae_lens.saes import (BatchTopKTrainingSAE, BatchTopKTrainingSAEConfig, GatedSAE, GatedSAEConfig,
+                               JumpReLUSAE, JumpReLUSAEConfig, MatryoshkaBatchTopKTrainingSAE,
+                               MatryoshkaBatchTopKTrainingSAEConfig, StandardSAE, StandardSAEConfig, TopKSAE,
+                               TopKSAEConfig)
     from sae_lens.saes.sae import SAEMetadata
 
     def save(sae, name: str, tensors: dict, x: torch.Tensor) -> None:
         sae.load_state_dict(tensors)
         directory = out / name
         sae.save_model(directory)
-        loaded = SAE.load_from_disk(directory) if sae.cfg.architecture() != "batchtopk" else None
+        training = sae.cfg.architecture() in ("batchtopk", "matryoshka_batchtopk")
+        loaded = None if training else SAE.load_from_disk(directory)
         if loaded is None:  # a training checkpoint: what SAELens infers with is its inference model
             with tempfile.TemporaryDirectory() as tmp:
                 sae.save_inference_model(tmp)
@@ -100,6 +104,17 @@ def saelens6(out: Path) -> None:
     batch = {**known(16, 32, seed=4), "topk_threshold": torch.tensor(0.25)}
     save(BatchTopKTrainingSAE(BatchTopKTrainingSAEConfig(d_in=16, d_sae=32, k=6, metadata=small_meta)),
          "saelens-batchtopk-training", batch, inputs(16, 4))
+    matryoshka = {**known(16, 32, seed=6), "topk_threshold": torch.tensor(0.3)}
+    save(MatryoshkaBatchTopKTrainingSAE(MatryoshkaBatchTopKTrainingSAEConfig(
+        d_in=16, d_sae=32, k=6, matryoshka_widths=[8, 16, 32], metadata=small_meta)),
+        "saelens-matryoshka-training", matryoshka, inputs(16, 6))
+    g = torch.Generator().manual_seed(7)
+    w = known(16, 32, seed=7)
+    gated = {"W_enc": w["W_enc"], "W_dec": w["W_dec"], "b_dec": w["b_dec"],
+             "b_gate": 0.2 * torch.randn(32, generator=g), "b_mag": 0.2 * torch.randn(32, generator=g),
+             "r_mag": 0.3 * torch.randn(32, generator=g)}
+    save(GatedSAE(GatedSAEConfig(d_in=16, d_sae=32, apply_b_dec_to_input=False, metadata=small_meta)),
+         "saelens-gated", gated, inputs(16, 7))
 
 
 def saelens5(out: Path) -> None:

@@ -25,7 +25,7 @@ from conftest import write_spec
 from harness.checkpoint import load_sae, save_sae
 from harness.formats import FormatError, import_sae, saelens, sparsify
 from harness.formats.hooks import UnsupportedHook, site_of, sparsify_hookpoint
-from harness.saes import ARCHITECTURES, TopKSae
+from harness.saes import TopKSae
 from suite.catalog import CORE_METRICS
 from suite.cli import build_parser
 from suite.jobs import DatasetRef, ImportSource, Job, ModelRef, SaeRef, SaeSettings, TrainSettings
@@ -98,14 +98,13 @@ def by_hand(arch: str, tensors: dict[str, torch.Tensor], x: torch.Tensor, k: int
 
 
 FIXTURES = ["saelens-topk", "saelens-topk-folded", "saelens-standard", "saelens-jumprelu",
-            "saelens-batchtopk-training", "saelens5-topk", "sparsify-run/layers.1"]
+            "saelens-batchtopk-training", "saelens-matryoshka-training", "saelens-gated", "saelens5-topk",
+            "sparsify-run/layers.1"]
 
 
 @pytest.mark.parametrize("name", FIXTURES)
-def test_imported_tensors_compute_what_the_package_computes(name, monkeypatch):
+def test_imported_tensors_compute_what_the_package_computes(name):
     directory = DATA / name
-    if not _has_module(name):  # check the tensors even before the architecture's module exists here
-        monkeypatch.setattr(saelens, "require_architecture", lambda *args: None)
     reference = load_file(directory / "reference.safetensors")
     if name.startswith("sparsify"):
         info = sparsify.read_info(directory)
@@ -120,15 +119,10 @@ def test_imported_tensors_compute_what_the_package_computes(name, monkeypatch):
 
 
 @pytest.mark.parametrize("name", FIXTURES)
-def test_import_builds_our_sae_or_names_the_missing_architecture(name):
+def test_import_builds_our_sae_computing_what_the_package_computes(name):
     fmt = "sparsify" if name.startswith("sparsify") else "saelens"
-    source = ImportSource(fmt, str(DATA / name))
-    if not _has_module(name):
-        with pytest.raises(FormatError, match=r"architecture '(standard|jumprelu|batchtopk)' is scored with "
-                                              r"sae-bench's '(relu|jumprelu)' SAE, which this version does not have"):
-            import_sae(source)
-        return
-    sae, _ = import_sae(source)
+    sae, _ = import_sae(ImportSource(fmt, str(DATA / name)))
+    assert sae.arch == _our_arch(name)
     reference = load_file(DATA / name / "reference.safetensors")
     with torch.no_grad():
         latents = sae.encode(reference["x"])
@@ -137,12 +131,8 @@ def test_import_builds_our_sae_or_names_the_missing_architecture(name):
 
 
 def _our_arch(name: str) -> str:
-    return {"saelens-standard": "relu", "saelens-jumprelu": "jumprelu",
-            "saelens-batchtopk-training": "jumprelu"}.get(name, "topk")
-
-
-def _has_module(name: str) -> bool:
-    return _our_arch(name) in ARCHITECTURES
+    return {"saelens-standard": "relu", "saelens-jumprelu": "jumprelu", "saelens-batchtopk-training": "jumprelu",
+            "saelens-matryoshka-training": "jumprelu", "saelens-gated": "jumprelu"}.get(name, "topk")
 
 
 # ---------------------------------------------------------------- same weights, three layouts, same metrics
@@ -318,8 +308,8 @@ def test_mismatches_are_one_line_errors_at_validate(tmp_path):
                   "tensor W_enc has dtype I8"),
         "cfgdtype": (f"saelens:{_broken(tmp_path, 'fp8', 'saelens-topk', lambda d: _edit_json(d / 'cfg.json', dtype='float8'))}",
                      1, "", "dtype 'float8' is not one SAELens loads"),
-        "gated": (f"saelens:{_broken(tmp_path, 'gated', 'saelens-topk', lambda d: _edit_json(d / 'cfg.json', architecture='gated'))}",
-                  1, "", "SAELens architecture 'gated' is not one sae-bench scores"),
+        "transcoder_lens": (f"saelens:{_broken(tmp_path, 'tclens', 'saelens-topk', lambda d: _edit_json(d / 'cfg.json', architecture='transcoder'))}",
+                            1, "", "SAELens architecture 'transcoder' is not one sae-bench scores"),
         "missing": (f"saelens:{_broken(tmp_path, 'nofile', 'saelens-topk', lambda d: (d / 'sae_weights.safetensors').unlink())}",
                     1, "", "no sae_weights.safetensors"),
         "transcoder": (f"sparsify:{_broken(tmp_path, 'tc', 'sparsify-run/layers.1', lambda d: _edit_json(d / 'cfg.json', transcode=True))}",

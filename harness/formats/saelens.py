@@ -13,9 +13,10 @@ our SAEs do not have into the weights:
 - JumpReLU `log_threshold` (older training checkpoints) -> threshold = exp(log_threshold)
   (jumprelu_sae.py `process_state_dict_for_loading`); a BatchTopK training checkpoint's scalar
   `topk_threshold` becomes a JumpReLU threshold, as SAELens saves BatchTopK SAEs for inference
-  (batchtopk_sae.py `process_state_dict_for_saving_inference`).
+  (batchtopk_sae.py `process_state_dict_for_saving_inference`);
+- `gated` (b_gate, b_mag, r_mag) becomes the JumpReLU it equals (`gated_as_jumprelu`).
 Anything that changes the computation and cannot be folded (hook_z reshaping, a head index,
-run-time activation normalisation, a finetuning scaling factor, gated and transcoder
+run-time activation normalisation, a finetuning scaling factor, transcoder
 architectures) is refused with its name.
 
 Writing produces what `SAE.save_model` writes for an inference SAE of SAELens >= 6, with
@@ -41,7 +42,7 @@ WEIGHTS, CONFIG = "sae_weights.safetensors", "cfg.json"
 LAYOUT_VERSION = "6.0.0"
 # SAELens architecture -> ours. BatchTopK and Matryoshka BatchTopK infer as JumpReLU in SAELens.
 ARCHS = {"topk": "topk", "standard": "relu", "jumprelu": "jumprelu", "batchtopk": "jumprelu",
-         "matryoshka_batchtopk": "jumprelu"}
+         "matryoshka_batchtopk": "jumprelu", "gated": "jumprelu"}
 # Ours -> SAELens's inference architecture.
 SAELENS_ARCH = {"topk": "topk", "relu": "standard", "jumprelu": "jumprelu", "batchtopk": "jumprelu"}
 # sae_lens/constants.py DTYPE_MAP keys
@@ -130,7 +131,10 @@ def read_info(directory: Path) -> tuple[SaeInfo, dict]:
     expected = {"W_enc": (d_in, d_sae), "b_enc": (d_sae,), "W_dec": (d_sae, d_in), "b_dec": (d_in,)}
     optional: dict[str, tuple[int, ...]] = {}
     found = header(directory / WEIGHTS)
-    if arch == "jumprelu":
+    if arch == "gated":
+        del expected["b_enc"]
+        expected.update({"b_gate": (d_sae,), "b_mag": (d_sae,), "r_mag": (d_sae,)})
+    elif arch == "jumprelu":
         optional = {"threshold": (d_sae,), "log_threshold": (d_sae,)}
         if ("threshold" in found) == ("log_threshold" in found):
             raise FormatError(f"{directory / WEIGHTS}: a jumprelu SAE needs one of threshold, log_threshold")
@@ -151,7 +155,12 @@ def load_tensors(directory: Path, info: SaeInfo, config: dict) -> dict[str, torc
     if scaling is not None and not torch.allclose(scaling, torch.ones_like(scaling)):
         raise FormatError(f"{directory / WEIGHTS}: a scaling_factor other than ones (a fine-tuned SAELens SAE) "
                           "is not supported")
-    W_enc, b_enc, W_dec, b_dec = raw.pop("W_enc"), raw.pop("b_enc"), raw.pop("W_dec"), raw.pop("b_dec")
+    W_enc, W_dec, b_dec = raw.pop("W_enc"), raw.pop("W_dec"), raw.pop("b_dec")
+    if config.get("architecture") == "gated":
+        W_enc, b_enc, raw["threshold"] = gated_as_jumprelu(W_enc, raw.pop("b_gate"), raw.pop("b_mag"),
+                                                           raw.pop("r_mag"))
+    else:
+        b_enc = raw.pop("b_enc")
     if not config.get("apply_b_dec_to_input", True):
         b_enc = b_enc + b_dec @ W_enc
     if config.get("architecture") in _RESCALING and config.get("rescale_acts_by_decoder_norm"):
@@ -165,6 +174,17 @@ def load_tensors(directory: Path, info: SaeInfo, config: dict) -> dict[str, torc
     elif "threshold" in raw:
         tensors["threshold"] = raw.pop("threshold")
     return {name: t.contiguous() for name, t in tensors.items()}
+
+
+def gated_as_jumprelu(W_enc: torch.Tensor, b_gate: torch.Tensor, b_mag: torch.Tensor,
+                      r_mag: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """SAELens's gated encoder (gated_sae.py `GatedSAE.encode`:
+    1[x W + b_gate > 0] * relu(x (W * e^r) + b_mag)) as a JumpReLU: with m = x (W * e^r) + b_mag,
+    the gate x W + b_gate > 0 is m > b_mag - e^r * b_gate (e^r > 0), so W_enc = W * e^r,
+    b_enc = b_mag, threshold = b_mag - e^r * b_gate, and z = relu(m) * 1[m > threshold]
+    (Rajamanoharan et al. 2024 note this equivalence)."""
+    scale = r_mag.exp()
+    return W_enc * scale, b_mag, b_mag - scale * b_gate
 
 
 def config_for(sae: SparseAutoencoder, metadata: dict[str, Any]) -> dict[str, Any]:
