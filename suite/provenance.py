@@ -7,7 +7,7 @@ import platform
 import sys
 from importlib.metadata import PackageNotFoundError, version
 
-DISTRIBUTION = "sae-bench"
+DISTRIBUTION = "sae-bench-suite"  # our distribution (PyPI's `sae-bench` is SAEBench)
 PACKAGES = {"torch": "torch", "transformers": "transformers", "datasets": "datasets", "duckdb": "duckdb"}
 
 

@@ -197,7 +197,7 @@ def test_ray_executor_without_ray_says_how_to_install_it(tmp_path, monkeypatch):
     spec = write_spec(tmp_path, TINY_SPEC.format(db=db).replace('name = "tiny"', 'name = "tiny"\nexecutor = "ray"'))
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
     code, out = run_cli(str(spec))
-    assert code == 2 and "pip install 'sae-bench[ray]'" in out and len(out.strip().splitlines()) == 1
+    assert code == 2 and "pip install 'sae-bench-suite[ray]'" in out and len(out.strip().splitlines()) == 1
     assert not db.exists()
     assert isinstance(make_executor("local"), LocalExecutor)  # the default needs no Ray
 

@@ -23,6 +23,8 @@ MODULES = (specs, results)
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sae-bench", description=__doc__.splitlines()[0])
     parser.add_argument("--debug", action="store_true", help="show the traceback of an unexpected error")
+    parser.add_argument("--version", action="version", version=version_text(),
+                        help="print the version (and the Python distribution's name) and exit")
     sub = parser.add_subparsers(dest="command", required=True)
     for module in MODULES:
         module.register(sub)
@@ -30,6 +32,18 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                              help="show the traceback of an unexpected error")
     return parser
+
+
+def version_text() -> str:
+    """`sae-bench 0.1.0 (distribution sae-bench-suite, Python 3.11.7)`: the distribution's name
+    is said because PyPI's `sae-bench` is another project (SAEBench)."""
+    import platform
+
+    from suite.provenance import DISTRIBUTION, package_version
+
+    found = package_version(DISTRIBUTION)
+    where = f"distribution {DISTRIBUTION}" if found else f"{DISTRIBUTION} not installed"
+    return f"sae-bench {found or '(version unknown)'} ({where}, Python {platform.python_version()})"
 
 
 def make_console() -> Console:
@@ -62,7 +76,8 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     return specs.cmd_run(args, console)
 
 
-__all__ = ["EXIT_BAD_INPUT", "EXIT_FAILED", "EXIT_INTERRUPTED", "build_parser", "cmd_run", "main", "make_console"]
+__all__ = ["EXIT_BAD_INPUT", "EXIT_FAILED", "EXIT_INTERRUPTED", "build_parser", "cmd_run", "main", "make_console",
+           "version_text"]
 
 if __name__ == "__main__":
     sys.exit(main())

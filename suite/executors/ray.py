@@ -37,7 +37,7 @@ def import_ray() -> Any:
     try:
         import ray
     except ImportError:
-        raise ExecutorError("the ray executor needs Ray: pip install 'sae-bench[ray]' "
+        raise ExecutorError("the ray executor needs Ray: pip install 'sae-bench-suite[ray]' "
                             "(or pip install ray), or run with --executor local") from None
     return ray
 
