@@ -22,6 +22,9 @@ for earlier runs), `saes.loaded_dtype` and `scores.loaded_dtype` (the torch dtyp
 in: from `model_dtype` where the spec named one, else by the rule the loader has used since
 schema 3, bfloat16 on a GPU and float32 elsewhere), and `saes.wandb_url`. Keys are unchanged,
 so a migrated file resumes without retraining or rescoring.
+
+Schema 4 becomes schema 5 by adding the `sparse_probing` table (one row per probe of a
+sparse-probing score); no earlier file has such scores, so it starts empty.
 """
 
 from __future__ import annotations
@@ -183,4 +186,9 @@ def _loaded_dtype(asked: str, device_name: str) -> str:
             f"when {device_name} is not null then 'bfloat16' end")
 
 
-STEPS: dict[int, Callable[[duckdb.DuckDBPyConnection], None]] = {2: _from_v2, 3: _from_v3}
+def _from_v4(con: duckdb.DuckDBPyConnection) -> None:
+    start = TABLES.index("create table if not exists sparse_probing")
+    con.execute(TABLES[start:TABLES.index("\n);", start) + 3])
+
+
+STEPS: dict[int, Callable[[duckdb.DuckDBPyConnection], None]] = {2: _from_v2, 3: _from_v3, 4: _from_v4}

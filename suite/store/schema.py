@@ -1,8 +1,8 @@
-"""The results schema (version 4): SAEs and their scores apart, provenance with every row.
+"""The results schema (version 5): SAEs and their scores apart, provenance with every row.
 
 `saes` holds one row per SAE, keyed by what determines its weights; `scores` one row per
 (SAE, eval settings, metric-code version); metrics, notes, latent-density histograms, absorption
-letters and gates hang off a score. Views answer the common questions in one short query and
+letters, sparse-probing probes and gates hang off a score. Views answer the common questions in one short query and
 show only *current* scores: done, of this version's metric code, the latest per (SAE, eval).
 Every column is documented in docs/schema.md (a test checks it).
 """
@@ -12,7 +12,7 @@ from __future__ import annotations
 from suite.catalog import INTERVAL_METRICS, METRIC_NAMES
 from suite.jobs import METRIC_VERSIONS
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 TABLES = """
 create table if not exists meta (key varchar primary key, value varchar);
@@ -132,6 +132,16 @@ create table if not exists absorption_letters (
     full_absorption double,
     split_features integer,
     primary key (score_id, letter)
+);
+create table if not exists sparse_probing (
+    score_id varchar not null,
+    task varchar not null,             -- the [probing.NAME]
+    class varchar not null,            -- the one-vs-rest task's positive class
+    inputs varchar not null,           -- llm (model activations) | sae (latents)
+    k integer,                         -- null: all dimensions, else the top k by class-mean difference
+    accuracy double,                   -- test accuracy
+    train_texts integer,
+    test_texts integer
 );
 create table if not exists train_log (
     sae_id varchar not null,

@@ -318,6 +318,8 @@ class Store:
                              for i, b in enumerate(result.density)])
             insert_many(con, "insert into absorption_letters values (?, ?, ?, ?, ?, ?, ?, ?)",
                             [[score_id, *asdict(row).values()] for row in result.letters])
+            insert_many(con, "insert into sparse_probing values (?, ?, ?, ?, ?, ?, ?, ?)",
+                        [[score_id, *asdict(row).values()] for row in result.probes])
             _write_gates(con, score_id, gates)
         return score_id
 
@@ -357,7 +359,7 @@ class Store:
             _write_gates(con, score_id, gates)
 
 
-SCORE_TABLES = ("metrics", "metric_notes", "latent_density", "absorption_letters", "gates")
+SCORE_TABLES = ("metrics", "metric_notes", "latent_density", "absorption_letters", "sparse_probing", "gates")
 
 
 def _delete_scores(con: duckdb.DuckDBPyConnection, where: str, params: list) -> None:
