@@ -54,6 +54,7 @@ FROZEN: dict[int, dict[str, str]] = {
     3: _V3,
     4: {table: f"{columns} {_V4_ADDED[table]}" if table in _V4_ADDED else columns for table, columns in _V3.items()},
 }
+FROZEN[5] = {**FROZEN[4], "sparse_probing": "score_id task class inputs k accuracy train_texts test_texts"}
 
 
 def expected(version: int) -> dict[str, set[str]]:
