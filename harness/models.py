@@ -1,4 +1,4 @@
-"""Model loading: any AutoModelForCausalLM by hub id, local path or `builtin:` name, once."""
+"""Model loading: any AutoModelForCausalLM by hub id, local path, GGUF file or `builtin:` name, once."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from rich.progress import Progress
 
-from harness import builtin
+from harness import builtin, gguf
 from harness.hub import ensure_reachable_or_offline, unreachable_hint
 from suite.jobs import ModelRef
 
@@ -59,8 +59,15 @@ def model_shape(ref: ModelRef) -> ModelShape | None:
 
     Only local files are consulted (a path, or the HF cache): validating a spec never waits on
     the network. A model not cached yet is checked when the run loads it. An unknown
-    `builtin:` name raises ValueError naming the built-in models.
+    `builtin:` name raises ValueError naming the built-in models. GGUF models: from the file's
+    header (a missing built-in package gives None here; validation names the install command).
     """
+    if gguf.is_gguf(ref):
+        try:
+            path = gguf.gguf_path(ref, offline_only=True)
+            return ModelShape(*gguf.header_shape(gguf.read_header(path))) if path else None
+        except gguf.GgufError:
+            return None
     if builtin.is_builtin(ref.id):
         recipe = builtin.builtin_model(ref.id).recipe
         return ModelShape(recipe.layers, recipe.d_model, builtin.max_positions(recipe))
@@ -88,14 +95,6 @@ def model_width(ref: ModelRef) -> int | None:
     """d_model from the config alone (as `model_depth`), or None where it cannot be read offline."""
     shape = model_shape(ref)
     return shape.d_model if shape is not None else None
-
-
-def model_width(ref: ModelRef) -> int | None:
-    """d_model from the config alone (as `model_depth`), or None where it cannot be read offline."""
-    if builtin.is_builtin(ref.id):
-        return builtin.builtin_model(ref.id).recipe.d_model
-    config = _offline_config(ref)
-    return getattr(config, "hidden_size", None) or getattr(config, "n_embd", None)
 
 
 @dataclass
@@ -133,7 +132,8 @@ class LoadedModel:
 
     def weights_sha(self) -> str:
         """The model's hub commit when it came from the hub, else a sha256 of its weights (built-in
-        and local models), computed once per load."""
+        and local models), computed once per load; for GGUF models the file's sha256 and its
+        quantization type (set at load)."""
         if self._sha is None:
             commit = getattr(self.model.config, "_commit_hash", None)
             self._sha = f"commit:{commit}" if commit and not Path(self.source).exists() else \
@@ -159,14 +159,22 @@ def load_model(ref: ModelRef, device: torch.device, progress: Progress | None = 
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
-    source = resolve_source(ref, progress)
     dtype = pick_dtype(ref.dtype, device)
+    sha, revision = None, ref.revision
+    if gguf.is_gguf(ref):  # dequantized once into a plain folder, loaded from there
+        try:
+            folder, source_file = gguf.dequantized_dir(ref, dtype, progress)
+        except gguf.GgufError as exc:
+            raise ModelLoadError(str(exc)) from exc
+        source, sha, revision = str(folder), source_file.provenance, None
+    else:
+        source = resolve_source(ref, progress)
     local = Path(source).exists()
     online = local or ensure_reachable_or_offline()  # no network: the cache or a fast failure, not a minute of retries
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source, revision=ref.revision, local_files_only=not online,
+        tokenizer = AutoTokenizer.from_pretrained(source, revision=revision, local_files_only=not online,
                                                   trust_remote_code=ref.trust_remote_code)
-        model = AutoModelForCausalLM.from_pretrained(source, revision=ref.revision, dtype=dtype,
+        model = AutoModelForCausalLM.from_pretrained(source, revision=revision, dtype=dtype,
                                                      local_files_only=not online,
                                                      trust_remote_code=ref.trust_remote_code)
     except OSError as exc:
@@ -180,7 +188,7 @@ def load_model(ref: ModelRef, device: torch.device, progress: Progress | None = 
     model.requires_grad_(False)
     if tokenizer.eos_token_id is None and tokenizer.bos_token_id is None:
         raise ModelLoadError(f"tokenizer of {ref.id!r} has neither BOS nor EOS: cannot pack documents")
-    return LoadedModel(ref, model, tokenizer, decoder_layers(model), device, dtype, source)
+    return LoadedModel(ref, model, tokenizer, decoder_layers(model), device, dtype, source, sha)
 
 
 def weights_sha256(model: torch.nn.Module) -> str:

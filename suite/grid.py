@@ -56,7 +56,7 @@ class _TrainAxes:
 
 
 def model_refs(spec: Spec) -> dict[str, ModelRef]:
-    return {name: ModelRef(s.id, s.revision, s.dtype, s.trust_remote_code, name=name)
+    return {name: ModelRef(s.id, s.revision, s.dtype, s.trust_remote_code, name=name, gguf_file=s.gguf_file)
             for name, s in spec.model.models.items()}
 
 

@@ -65,9 +65,11 @@ class ModelRef:
     trust_remote_code: bool = False
     # The spec's alias, e.g. "base": a display label, never part of an identity or equality.
     name: str = field(default="", compare=False)
+    gguf_file: str | None = None  # a GGUF file in `id` (a folder or hub repo), transformers' gguf_file
 
     def identity(self) -> dict[str, Any]:
-        return {"id": self.id, "revision": self.revision, "dtype": self.dtype}
+        base = {"id": self.id, "revision": self.revision, "dtype": self.dtype}
+        return base | ({"gguf_file": self.gguf_file} if self.gguf_file else {})  # older keys unchanged
 
 
 @dataclass(frozen=True)

@@ -16,11 +16,16 @@ from suite.validation_limits import MAX_TRAINING_GIB, gib, training_bytes
 def _builtin_problems(spec: Spec) -> list[str]:
     from harness import builtin
 
+    from harness import gguf
+
     problems = []
     for name, model in spec.model.models.items():
-        if builtin.is_builtin(model.id) and model.id.removeprefix(builtin.PREFIX) not in builtin.BUILTIN_MODELS:
+        if gguf.is_builtin_gguf(model.id):
+            if problem := gguf.builtin_problem(model.id):  # its package is missing: the install command
+                problems.append(f"models.{name}.id: {problem}")
+        elif builtin.is_builtin(model.id) and model.id.removeprefix(builtin.PREFIX) not in builtin.BUILTIN_MODELS:
             problems.append(f"models.{name}.id: unknown built-in model {model.id!r}; built-in models: "
-                            + ", ".join(builtin.PREFIX + n for n in builtin.BUILTIN_MODELS))
+                            + ", ".join(builtin.PREFIX + n for n in builtin.model_names()))
     datasets = [(f"eval.{name}.dataset.path", e.dataset.path) for name, e in spec.model.eval.items()]
     if spec.model.train is not None:
         datasets += [(f"train.dataset[{i}].path" if len(spec.model.train.dataset) > 1 else "train.dataset.path",

@@ -122,6 +122,7 @@ class ModelSection(_Strict):
     revision: str | None = None
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     trust_remote_code: bool = False
+    gguf_file: str | None = Field(default=None, min_length=1, pattern=r"\.gguf$")  # a GGUF file in `id`
 
 
 class GridSection(_Strict):

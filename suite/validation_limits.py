@@ -88,7 +88,7 @@ def spec_problems(model: Any) -> list[str]:
                                 f"{', '.join(shown(v) for v in again)} given more than once")
     same: dict[str, list[str]] = {}
     for name, section in model.models.items():
-        same.setdefault(axis_key([section.id, section.revision, section.dtype]), []).append(name)
+        same.setdefault(axis_key([section.id, section.revision, section.dtype, section.gguf_file]), []).append(name)
     for names in same.values():
         if len(names) > 1:
             problems.append(f"models: {', '.join(f'models.{n}' for n in names)} are the same model (id, revision, "
