@@ -37,12 +37,19 @@ class CheckpointError(RuntimeError):
     pass
 
 
+def training_metadata(ctx_len: int, dataset_path: str) -> dict[str, Any]:
+    """What SAELens 6 records of the training stream and SAEBench's drivers read back
+    (`ActivationsStore.from_sae` refuses an SAE without `prepend_bos` and `context_size`): our
+    windows of `ctx_len` tokens start with BOS (harness.tokens.iter_windows)."""
+    return {"context_size": ctx_len, "dataset_path": dataset_path, "prepend_bos": True}
+
+
 def metadata(job: Job, hook_name: str, settings: SaeSettings) -> dict[str, Any]:
     """SAELens metadata of a trained SAE, with our identity under `sae_bench`."""
     train = job.sae.train
     return {
         "model_name": job.sae.model.id, "hook_name": hook_name, "hf_hook_name": hook_name,
-        **({"context_size": train.ctx_len, "dataset_path": train.dataset.path} if train else {}),
+        **(training_metadata(train.ctx_len, train.dataset.path) if train else {}),
         "sae_bench": {"sae_id": job.sae_id, "sae_key": job.key, "settings": asdict(settings),
                       "identity": job.sae.identity()},
     }

@@ -108,15 +108,20 @@ def identity(stored: StoredSae, name: str) -> dict[str, Any]:
 
 
 def write_saelens(stored: StoredSae, out: Path) -> Path:
-    from harness.checkpoint import write_atomically
+    from harness.checkpoint import training_metadata, write_atomically
     from harness.formats import saelens
 
     sae, name = load(stored), hook_name(stored)
     meta = {"model_name": stored.model_id, "hook_name": name, "hf_hook_name": name,
-            **({"context_size": stored.ctx_len} if stored.ctx_len else {}),
-            **({"dataset_path": stored.train_dataset} if stored.train_dataset else {}),
+            **(training_metadata(stored.ctx_len, _dataset_path(stored)) if stored.ctx_len else {}),
             "sae_bench": {**identity(stored, name), "settings": _settings(sae)}}
     return write_atomically(out / stored.sae_id, lambda tmp: saelens.write(sae, tmp, meta))
+
+
+def _dataset_path(stored: StoredSae) -> str | None:
+    """The training dataset's path (`dataset_path` in SAELens), from the SAE's identity."""
+    dataset = (stored.settings.get("train") or {}).get("dataset") or {}
+    return dataset.get("path") or stored.train_dataset
 
 
 def run_folder(stored: StoredSae) -> str:
