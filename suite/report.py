@@ -184,6 +184,7 @@ class Report:
     with_settings: bool  # SAE settings other than the seed vary: labels name them
     runs: list[dict]
     provenance: Provenance | None = None
+    probing_names: list[str] = field(default_factory=list)  # [probing.NAME] datasets scored (suite.report_probing)
 
     @property
     def seeded(self) -> bool:
@@ -249,7 +250,8 @@ def load_report(store: Store) -> Report:
     eval_names = sorted({s["eval_name"] for s in scores if s["eval_kind"] == "core"})
     with_settings = len({without_seed(row.settings_key) for row in all_rows if row.settings_key[0] != "imported"}) > 1
     report = Report(str(store.path), sorted({s["suite"] for s in saes}), eval_names, models, with_settings, runs,
-                    load_provenance(store, runs))
+                    load_provenance(store, runs),
+                    sorted({s["eval_name"] for s in scores if s["eval_kind"] == "sparse_probing"}))
     check_consistency(report)
     return report
 

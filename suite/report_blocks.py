@@ -148,6 +148,10 @@ def model_blocks(report: Report, model: ModelReport) -> list[Block]:
         blocks.append(config)
     if model.rows:
         blocks.append(layer_table(report, model))
+        from suite.report_probing import PROBING_NOTE, probing_table
+
+        if (probing := probing_table(report, model)) is not None:
+            blocks += [Paragraph(PROBING_NOTE), probing]
     if model.failed_jobs:
         blocks.append(Paragraph("Jobs without results:"))
         blocks.append(Bullets([f"layer {layer}: {error}" for layer, error in model.failed_jobs]))

@@ -100,3 +100,14 @@ def test_schema_4_file_migrates_to_5_with_the_probing_table(probed, tmp_path, ca
     assert rows(old, "select * from saes order by 1") == saes_before
     layout = "select table_name, column_name, data_type from information_schema.columns order by all"
     assert rows(old, layout) == rows(db, layout)
+
+
+def test_report_shows_the_stored_probing_numbers_per_layer(probed, capsys):
+    db, *_ = probed
+    assert main(["report", str(db), "--format", "md"]) == 0
+    out = capsys.readouterr().out
+    stored = rows(db, "select layer, llm_test_accuracy, sae_test_accuracy, sae_top_1_test_accuracy, "
+                      "sae_top_5_test_accuracy from layer_summary where eval_name = 'chapters' order by layer")
+    assert "| Layer | Dataset | LLM | SAE | SAE top 1 | SAE top 5 |" in out
+    for layer, *values in stored:
+        assert f"| {layer} | chapters | " + " | ".join(f"{v:.3f}" for v in values) + " |" in out
