@@ -61,6 +61,7 @@ class LineProgress(Progress):
         self._stop = threading.Event()
         self._ticker: threading.Thread | None = None
         self._finished: set[TaskID] = set()
+        self._ended: set[TaskID] = set()
         self._last_phase = ""
 
     # ------------------------------------------------------------------ lifecycle
@@ -94,6 +95,11 @@ class LineProgress(Progress):
     def advance(self, task_id: TaskID, advance: float = 1) -> None:
         super().advance(task_id, advance)
         self._maybe_finished(task_id)
+
+    def end(self, task_id: TaskID) -> None:
+        """Stop reporting a phase that will not reach its total (its worker moved on)."""
+        with self._lock:
+            self._ended.add(task_id)
 
     # ------------------------------------------------------------------ lines
 
@@ -129,7 +135,7 @@ class LineProgress(Progress):
     def _tick(self) -> None:
         while not self._stop.wait(self.interval):
             with self._lock:
-                active = [task for task in self._tasks.values() if not task.finished]
+                active = [task for task in self._tasks.values() if not task.finished and task.id not in self._ended]
                 if self.sequential:
                     active = active[-1:]
                 lines = [self._status(task) for task in active]

@@ -43,13 +43,23 @@ class GroupsDisplay:
         description = f"[{event.group + 1}] {event.description}"
         key = (event.group, event.task_id)
         if key not in self.bars:
+            self._end_group(event.group)  # its worker moved on to a new phase
             self.bars[key] = self.progress.add_task(description, total=event.total, completed=event.completed)
         else:
             self.progress.update(self.bars[key], description=description, total=event.total,
                                  completed=event.completed)
 
     def finished(self, group: int) -> None:
+        self._end_group(group)
         self.progress.advance(self.overall)
+
+    def _end_group(self, group: int) -> None:
+        """Progress lines stop naming a group's phases that ended short of their total (an eval
+        whose dataset ran out): the bars on a terminal keep them as they are."""
+        if isinstance(self.progress, LineProgress):
+            for (bar_group, _), task_id in self.bars.items():
+                if bar_group == group:
+                    self.progress.end(task_id)
 
     def lost(self, group: int, reason: str, count: int) -> None:
         self.progress.console.print(
