@@ -77,8 +77,16 @@ def _paragraphs(text: str) -> list[str]:
 def _chapter_texts() -> dict[str, list[str]]:
     import pydoc_data.topics as topics
 
-    return {chapter: [p for key in keys if key in topics.topics for p in _paragraphs(topics.topics[key])]
-            for chapter, keys in CHAPTERS.items()}
+    seen: set[str] = set()  # a paragraph some topics share (e.g. format examples) counts once, first chapter
+    out: dict[str, list[str]] = {}
+    for chapter, keys in CHAPTERS.items():
+        out[chapter] = []
+        for key in keys:
+            for paragraph in _paragraphs(topics.topics.get(key, "")):
+                if paragraph not in seen:
+                    seen.add(paragraph)
+                    out[chapter].append(paragraph)
+    return out
 
 
 def _area_texts() -> dict[str, list[str]]:

@@ -24,7 +24,7 @@ from typing import Any, Literal, Protocol
 SAE_KEY_VERSION = 2
 # Bump one of these when the meaning of a stored number of that eval changes: its scores are
 # recomputed on the next run, its SAEs are not retrained.
-METRIC_VERSIONS = {"core": "core-2", "absorption": "absorption-2", "sparse_probing": "sparse_probing-1"}
+METRIC_VERSIONS = {"core": "core-2", "absorption": "absorption-2", "sparse_probing": "sparse_probing-2"}
 HOOKS = ("resid_post", "mlp_out", "attn_out")
 ABSORPTION_EVAL = "absorption"  # the eval name absorption scores are stored under
 

@@ -125,3 +125,43 @@ def test_planted_latent_gives_top_1_accuracy_near_one_and_shuffled_labels_chance
         assert abs(metrics["sae_test_accuracy"] - 0.5) < 0.25  # best of <= 100 epochs on the test split
     again = score_sparse_probing(tiny_lm, {"s": (HookSite(LAYER), sae)}, settings, data=data)["s"]
     assert again.metrics == metrics  # deterministic for a fixed seed
+
+
+def test_a_local_dataset_loads_through_datasets_with_its_splits(tmp_path):
+    """A folder with train.jsonl and test.jsonl is read by `datasets` (as a hub dataset would be):
+    labels become text, each class gets up to size/2 texts drawn with the seed, classes are checked."""
+    import json
+
+    from harness.probing_tasks import ProbingDataError, load_probing_data
+
+    for split, n in (("train", 30), ("test", 10)):
+        with open(tmp_path / f"{split}.jsonl", "w") as out:
+            for i in range(n * 3):
+                out.write(json.dumps({"body": f"{split} text {i}", "topic": i % 3}) + "\n")
+    ref = DatasetRef(str(tmp_path), column="body")
+    settings = ProbingSettings("local", ref, label_column="topic", train_size=40, test_size=100)
+    data = load_probing_data(settings)
+    assert data.classes == ["0", "1", "2"]
+    assert [data.train.labels.count(c) for c in data.classes] == [20, 20, 20]  # train_size / 2 of 30 each
+    assert [data.test.labels.count(c) for c in data.classes] == [10, 10, 10]  # all 10: fewer than 50
+    assert all(t.startswith("train text") for t in data.train.texts)
+    assert data.warning and "test_size/2 = 50" in data.warning
+    again = load_probing_data(settings)
+    assert again.train.texts == data.train.texts  # seeded draw
+    chosen = load_probing_data(ProbingSettings("local", ref, label_column="topic", classes=("0", "2")))
+    assert chosen.classes == ["0", "2"] and set(chosen.train.labels) == {"0", "2"}
+    with pytest.raises(ProbingDataError, match="'7' not found"):
+        load_probing_data(ProbingSettings("local", ref, label_column="topic", classes=("0", "7")))
+    with pytest.raises(Exception, match="no column 'label'"):
+        load_probing_data(ProbingSettings("local", ref))
+
+
+def test_builtin_tasks_are_fixed_and_split():
+    for name in ("builtin:pyref-chapters", "builtin:pylib-areas"):
+        train, test = builtin_task(name, "train"), builtin_task(name, "test")
+        assert set(train.labels) == set(test.labels) and len(set(train.labels)) == 5
+        assert not set(train.texts) & set(test.texts)
+        for label in set(train.labels):  # every fifth text of a class is held out
+            total = train.labels.count(label) + test.labels.count(label)
+            assert test.labels.count(label) == total // 5
+        assert builtin_task(name, "train").texts == train.texts

@@ -28,7 +28,7 @@ def _spec(extra: str):
     ('\n[probing.x]\ndataset = { path = "a" }\nlabel_colum = "y"\n', "probing.x.label_colum: unknown key"),
     ('\n[probing.pyref]\ndataset = { path = "a" }\n', "probing.pyref: the name is already used by [eval.pyref]"),
     ('\n[probing.absorption]\ndataset = { path = "a" }\n', "the name is already used by the absorption eval"),
-    ('\n[probing.x]\ndataset = { path = "builtin:pyref-chapters" }\ntrain_size = 250\ntest_size = 60\n',
+    ('\n[probing.x]\ndataset = { path = "builtin:pyref-chapters" }\ntrain_size = 200\ntest_size = 50\n',
      "probing.chapters, probing.x have the same settings"),
 ])
 def test_bad_probing_sections_name_the_field(extra, problem):

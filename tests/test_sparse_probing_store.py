@@ -55,7 +55,7 @@ def test_adding_probing_scores_existing_saes_and_trains_nothing(probed):
     assert rows(db, "select sae_id, finished_at from saes order by 1") == before
     assert rows(db, "select score_id from scores where eval_kind = 'core' order by 1") == core_before
     assert rows(db, "select count(*), min(eval_name), min(metric_version) from current_scores "
-                    "where eval_kind = 'sparse_probing'") == [(2, "chapters", "sparse_probing-1")]
+                    "where eval_kind = 'sparse_probing'") == [(2, "chapters", "sparse_probing-2")]
 
 
 def test_probe_rows_and_their_means_are_the_metrics(probed):
