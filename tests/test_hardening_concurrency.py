@@ -104,7 +104,7 @@ def test_sql_reads_a_snapshot_while_a_run_writes(tmp_path, capsys):
     assert run.returncode == 0, out
 
 
-def test_killed_run_is_interrupted_cleaned_and_resumed(tmp_path, capsys):
+def test_killed_run_is_interrupted_cleaned_and_resumed(tmp_path, capsys, monkeypatch):
     spec = mini_spec(tmp_path, layers="[0, 1]", tokens=16384)
     db = tmp_path / "mini.duckdb"
     checkpoints = tmp_path / "mini-checkpoints"
@@ -130,6 +130,7 @@ def test_killed_run_is_interrupted_cleaned_and_resumed(tmp_path, capsys):
     stale_build = cache_root() / "models" / f".tiny-base-{pid}-abcdef"  # a built-in model being built
     stale_build.mkdir(parents=True)
 
+    monkeypatch.setenv("COLUMNS", "200")  # the message is checked below, not how it wraps at 80 (tests/test_cli_width.py)
     assert main(["gate", str(db)]) == 1  # a reader repairs the rows: no run holds the file
     out = capsys.readouterr().out
     assert "is interrupted: interrupted: its run stopped without finishing it" in out
