@@ -46,6 +46,11 @@ def plan_table(planned: list[PlannedSae], width: int) -> tuple[str, RenderableTy
                      state, ", ".join(task.name for task in p.missing) or "-", p.note])
     if not any(p.note for p in planned):
         cols, rows = cols[:-1], [row[:-1] for row in rows]
+    evals = {", ".join(task.name for task in p.missing) or "-" for p in planned}
+    if len(evals) == 1 and len(planned) > 1:  # the same evals for every SAE: said once
+        at = [c.header for c in cols].index("evals to score")
+        cols, rows = cols[:at] + cols[at + 1:], [row[:at] + row[at + 1:] for row in rows]
+        shared.append(f"evals to score {evals.pop()}")
     return ("every SAE: " + ", ".join(shared)) if shared else "", fit_table(cols, rows, width)
 
 
