@@ -1,0 +1,84 @@
+"""One SAE: its settings, every metric per eval with its gate verdict, and training curves."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Grid, VerticalScroll
+from textual.widgets import DataTable, Static
+from textual_plotext import PlotextPlot
+
+from suite.report import LayerRow
+from tui.screens.base import DataScreen
+from tui.widgets.charts import draw_lines
+
+CURVES = ("loss", "fvu", "l0", "dead_fraction")
+
+
+def describe(sae: dict) -> Text:
+    if sae["source"] == "trained":
+        k = f" k={sae['k']}" if sae["k"] is not None else ""
+        settings = (f"{sae['arch']}{k} latents={sae['latents']} lr={sae['lr']:g} seed {sae['seed']} · batch "
+                    f"{sae['batch_size']} × ctx {sae['ctx_len']} · {sae['train_tokens']:,} tokens of "
+                    f"{sae['train_dataset']}")
+    else:
+        settings = f"imported {sae['source']} ({sae['arch']}, {sae['latents']} latents)"
+    error = f" · {sae['error'].splitlines()[0]}" if sae["error"] else ""
+    return Text(f"{sae['model']} ({sae['model_id']}) · layer {sae['layer']} {sae['hook']} · {settings}\n"
+                f"id {sae['sae_id']} · status {sae['status']}{error}\n"
+                f"checkpoint: {sae['checkpoint_path'] or 'none'}")
+
+
+class JobScreen(DataScreen):
+    def __init__(self, sae_id: str):
+        super().__init__()
+        self.sae_id = sae_id
+
+    def body(self) -> ComposeResult:
+        with VerticalScroll():
+            yield Static(id="settings")
+            yield DataTable(id="metrics", zebra_stripes=True)
+            yield Static(id="notes")
+            with Grid(id="curves"):
+                for name in CURVES:
+                    yield PlotextPlot(id=f"curve-{name}", classes="curve")
+
+    def load(self) -> None:
+        with self.view.session():  # one state of the file for the whole screen
+            sae = self.view.sae(self.sae_id)
+            report = self.view.report()
+            log = self.view.train_log(self.sae_id)
+        if sae is None:
+            self.query_one("#settings", Static).update(Text(f"SAE {self.sae_id} is no longer in the file"))
+            return
+        self.query_one("#settings", Static).update(describe(sae))
+        row = next((r for m in report.models.values() for r in m.rows if r.sae_id == self.sae_id), None)
+        if row is not None:
+            self.show_metrics(row)
+        tokens = [r["tokens"] for r in log]
+        for name in CURVES:
+            draw_lines(self.query_one(f"#curve-{name}", PlotextPlot), name, "tokens",
+                       [(None, tokens, [r[name] for r in log])])
+
+    def show_metrics(self, row: LayerRow) -> None:
+        table = self.query_one("#metrics", DataTable)
+        table.clear(columns=True)
+        evals = sorted(row.evals, key=lambda name: (name == "absorption", name))  # dataset evals first
+        table.add_columns("metric", *(Text(e) for e in evals))
+        verdicts = {(g.eval_name, g.metric): g for g in row.gates}
+        metrics = sorted({m for c in row.evals.values() for m in c.values})
+        for metric in metrics:
+            cells = []
+            for name in evals:
+                value = row.evals[name].values.get(metric)
+                gate = verdicts.get((name, metric))
+                text = Text("n/a" if value is None else f"{value:.4g}")
+                if gate is not None and gate.passed is not None:
+                    text.append(" ✓" if gate.passed else " ✗", style="green" if gate.passed else "red")
+                cells.append(text)
+            table.add_row(metric, *cells)
+        not_applicable = {g.metric: g.reason for g in row.gates if g.passed is None and g.metric not in metrics}
+        for metric in sorted(not_applicable):
+            table.add_row(metric, *[Text("n/a", style="dim") for _ in evals])
+        reasons = Text("\n".join(f"{m} n/a: {r}" for m, r in sorted(not_applicable.items())), style="dim")
+        self.query_one("#notes", Static).update(reasons)

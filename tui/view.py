@@ -1,0 +1,85 @@
+"""The app's read access to a results file.
+
+Every refresh reads inside one `session()`: all its queries share one read-only connection, so
+a refresh sees one committed state of the file even while a run writes it (the writer's short
+transactions land between refreshes, never between the queries of one). Without that, a score
+committed between `load_report`'s queries could name a score the previous query did not return.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import duckdb
+
+from suite.report import Report, load_report
+from suite.store import Store
+
+# a reader waits this long for a writer's transaction, then reads a private snapshot copy
+LOCK_WAIT_SECONDS = 1.0
+
+
+class PinnedStore(Store):
+    """A read-only Store whose reads inside `session()` use one connection."""
+
+    def __init__(self, path: Path):
+        super().__init__(path, lock_wait=LOCK_WAIT_SECONDS, snapshot_on_lock=True)
+        self._pinned: duckdb.DuckDBPyConnection | None = None
+
+    @contextmanager
+    def session(self) -> Iterator[None]:
+        if self._pinned is not None:  # nested: already reading one state
+            yield
+            return
+        with super()._connect(read_only=True) as con:
+            self._pinned = con
+            try:
+                yield
+            finally:
+                self._pinned = None
+
+    @contextmanager
+    def _connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+        if read_only and self._pinned is not None:
+            yield self._pinned
+            return
+        with super()._connect(read_only) as con:
+            yield con
+
+
+class StoreView:
+    """What the screens read; each method is one consistent read (see `PinnedStore`)."""
+
+    def __init__(self, path: Path):
+        self.store = PinnedStore(path)
+
+    @property
+    def path(self) -> Path:
+        return self.store.path
+
+    def session(self):
+        return self.store.session()
+
+    def report(self) -> Report:
+        with self.session():
+            return load_report(self.store)
+
+    def runs(self) -> list[dict]:
+        return self.store.query_dicts("""
+            select r.run_id, r.suite, r.started_at, r.status, r.saes_planned, r.saes_to_train, r.scores_to_run,
+                   count(a.sae_id) filter (where a.status = 'done') as done,
+                   count(a.sae_id) filter (where a.status = 'failed') as failed
+            from runs r left join saes a using (run_id) group by all order by r.started_at desc, r.run_id""")
+
+    def sae(self, sae_id: str) -> dict | None:
+        rows = self.store.query_dicts("select * from saes where sae_id = ?", [sae_id])
+        return rows[0] if rows else None
+
+    def train_log(self, sae_id: str) -> list[dict]:
+        return self.store.query_dicts("select * from train_log where sae_id = ? order by step", [sae_id])
+
+    @property
+    def source(self) -> str:
+        return "snapshot (another process holds the file)" if self.store.last_read_was_snapshot else "live"
