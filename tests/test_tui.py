@@ -46,7 +46,7 @@ async def test_every_screen_on_a_real_run(tiny_run):
         base = app.screen.query_one("#layers-base", DataTable)
         assert base.row_count == 3
         sae_id = sql(db, "select sae_id from saes where model = 'base' and layer = 0")[0][0]
-        row = base.get_row(sae_id)
+        row = next(base.get_row_at(i) for i in range(base.row_count) if cell_text(base.get_row_at(i)[0]) == "0")
         (recovered,) = sql(db, "select loss_recovered from layer_summary where sae_id = ? and eval_name = 'pylib'",
                            [sae_id])[0]
         assert cell_text(row[1]) == f"{100 * recovered:.2f}%"

@@ -48,16 +48,25 @@ def notices(monkeypatch):
 
 
 def done_rows(db, model: str, eval_name: str) -> dict[str, float | None]:
-    """sae_id -> loss recovered on `eval_name` (None when not scored yet), for done SAEs."""
+    """layer -> loss recovered on `eval_name` (None when not scored yet), for done SAEs."""
     return dict(sql(db, """
-        select s.sae_id, m.value from saes s
+        select s.layer::varchar, m.value from saes s
         left join current_scores c on c.sae_id = s.sae_id and c.eval_name = ?
         left join metrics m on m.score_id = c.score_id and m.metric = 'loss_recovered'
         where s.model = ? and s.status = 'done'""", [eval_name, model]))
 
 
 def shown_loss(table: KeyedTable) -> dict[str, str]:
-    return {key: plain(table.get_row(key)[1]) for key in table.row_keys()}
+    """layer -> the loss recovered shown."""
+    return {plain(table.get_row(key)[0]): plain(table.get_row(key)[1]) for key in table.row_keys()}
+
+
+def shown_layers(table: KeyedTable) -> list[str]:
+    return [plain(table.get_row(key)[0]) for key in table.row_keys()]
+
+
+def cursor_sae(screen: LayersScreen, table: KeyedTable) -> list[str]:
+    return screen.groups[table.cursor_key].sae_ids
 
 
 def expected_loss(rows: dict[str, float | None]) -> dict[str, str]:
@@ -83,7 +92,7 @@ async def test_a_run_writing_while_the_app_is_open(tmp_path, monkeypatch, notice
         await pilot.press("o", "o", "O")  # sort by layer, then by loss recovered, then reverse it
         assert (base.sort_column, base.sort_reverse) == ("loss_recovered", True)
         layer6 = sql(db, "select sae_id from saes where model = 'base' and layer = 6")[0][0]
-        base.move_cursor(row=base.get_row_index(layer6))
+        base.move_cursor(row=shown_layers(base).index("6"))
         base_order = [k for k, _ in sorted(done_rows(db, "base", "news").items(), key=lambda kv: -kv[1])]
 
         writer = await asyncio.create_subprocess_exec(
@@ -107,7 +116,7 @@ async def test_a_run_writing_while_the_app_is_open(tmp_path, monkeypatch, notice
                     shown = shown_loss(late.first(KeyedTable)) if late else {}
                     assert shown == expected_loss(done_rows(db, "late", "news")), line
                 assert isinstance(app.screen, LayersScreen)
-                assert base.row_keys() == base_order and base.cursor_key == layer6, line
+                assert shown_layers(base) == base_order and cursor_sae(screen, base) == [layer6], line
                 writer.stdin.write(b"\n")
                 await writer.stdin.drain()
         finally:
@@ -118,7 +127,7 @@ async def test_a_run_writing_while_the_app_is_open(tmp_path, monkeypatch, notice
         assert len(steps) == 15
         late = screen.query_one("#layers-late", KeyedTable)
         assert shown_loss(late) == expected_loss(done_rows(db, "late", "news"))
-        assert len(late.row_keys()) == 2  # layer 10 failed: named in the title, not a row
+        assert shown_layers(late) == ["2", "6"]  # layer 10 failed: named in the title, not a row
         title = str(screen.query_one("#title-late").render())
         assert "layer 10: failed: loss diverged at step 40" in title
         assert (base.sort_column, base.sort_reverse) == ("loss_recovered", True)
@@ -146,22 +155,23 @@ async def test_refresh_keeps_cursor_sort_and_picks(tmp_path, notices):
         tuned.focus()
         await pilot.press("o", "o")  # by loss recovered, ascending: layers 10, 6, 2
         layer2 = sql(db, "select sae_id from saes where model = 'tuned' and layer = 2")[0][0]
-        tuned.move_cursor(row=tuned.get_row_index(layer2))
-        assert tuned.cursor_row == 2
+        tuned.move_cursor(row=2)
+        assert cursor_sae(screen, tuned) == [layer2]
 
         added = add_sae(db, "tuned", 4, 0.70, 0.2)  # sorts between layers 10 and 6
         await pilot.press("r")
         await pilot.pause()
         recovered = done_rows(db, "tuned", "news")
-        assert tuned.row_keys() == sorted(recovered, key=recovered.get) and added in tuned.row_keys()
-        assert tuned.cursor_key == layer2 and tuned.cursor_row == 3
+        assert shown_layers(tuned) == sorted(recovered, key=recovered.get) == ["10", "4", "6", "2"]
+        assert [added] in [g.sae_ids for g in screen.groups.values()]
+        assert cursor_sae(screen, tuned) == [layer2] and tuned.cursor_row == 3
         assert app.focused is tuned
 
         await pilot.press("e")  # the other eval: same SAEs, same cursor, same sort
         await pilot.pause()
         recovered = done_rows(db, "tuned", "web")
-        assert tuned.row_keys() == sorted(recovered, key=recovered.get)
-        assert tuned.cursor_key == layer2
+        assert shown_layers(tuned) == sorted(recovered, key=recovered.get)
+        assert cursor_sae(screen, tuned) == [layer2]
         assert shown_loss(tuned) == expected_loss(recovered)
 
         await pilot.press("c")

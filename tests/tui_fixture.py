@@ -44,16 +44,22 @@ NUMBERS = {("base", 2): (0.97, 0.05), ("base", 6): (0.91, 0.12), ("base", 10): (
            ("tuned", 2): (0.96, 0.08), ("tuned", 6): (0.83, 0.26), ("tuned", 10): (0.55, 0.45)}
 
 
-def build(path: Path) -> Path:
+def build(path: Path, seeds: list[int] | None = None) -> Path:
+    """The snap results file; with `seeds`, a seed axis whose seed s shifts loss recovered by
+    -0.02 s and dead fraction by +0.05 s (so base layer 6 fails the dead-fraction gate at seed 2)."""
     store = Store(path)
     store.init()
-    spec = parse_spec(SPEC, "snap.toml")
+    text = SPEC if seeds is None else SPEC.replace("lr = 1e-3", f"lr = 1e-3\nseed = {seeds}")
+    spec = parse_spec(text, "snap.toml")
     tasks = score_tasks(spec)
     jobs = [Job(d.ref, train=True, scores=tasks) for d in trained_saes(spec)]
     run_id = store.start_run("snap", "snap.toml", SPEC, "cuda", len(jobs), len(jobs), len(jobs) * len(tasks), {})
     store.register_saes(run_id, "snap", jobs)
     for job in jobs:
         recovered, dead = NUMBERS[(job.model.name, job.layer)]
+        if seeds is not None:
+            seed = job.sae.train.seed
+            recovered, dead = recovered - 0.02 * seed, dead + 0.05 * seed
         store.mark_sae_running(job)
         store.add_train_log(job, [TrainLogRow(step, step * 2048, 1 / step, 1 / step, 32.0, 0.5 / step)
                                   for step in range(1, 60, 5)])
@@ -124,7 +130,8 @@ def add_sae(path: Path, model: str, layer: int, recovered: float, dead: float) -
     store = Store(path)
     spec = parse_spec(SPEC.replace("layers = [2, 6, 10]", f"layers = [{layer}]"), "snap.toml")
     tasks = score_tasks(spec)
-    job = next(j for j in (Job(d.ref, train=True, scores=tasks) for d in trained_saes(spec)) if j.model.name == model)
+    jobs = [Job(d.ref, train=True, scores=tasks) for d in trained_saes(spec)]
+    job = next(j for j in jobs if j.model.name == model)
     run_id = store.start_run("snap", "snap.toml", SPEC, "cpu", 1, 1, len(tasks), {})
     store.register_saes(run_id, "snap", [job])
     store.sae_ready(job, TrainResult(f"checkpoints/{job.sae_id}", 512, 60.0, 2048.0))

@@ -5,9 +5,8 @@ from __future__ import annotations
 import hashlib
 import re
 
-from rich.text import Text
-
 from suite.report import LayerRow
+from suite.seeds import SEED_POSITION
 
 HEALTH_STYLES = {"healthy": "bold green", "partial": "bold yellow", "unhealthy": "bold red"}
 RUN_STATUS_STYLES = {"finished": "green", "running": "yellow", "failed": "red", "interrupted": "red"}
@@ -29,17 +28,13 @@ def health_class(passed: int, total: int) -> str:
     return "partial" if 2 * passed >= total else "unhealthy"
 
 
-def health_text(row: LayerRow) -> Text:
-    passed, total = len(row.passed_everywhere()), len(row.gate_metrics())
-    return Text(f"{passed}/{total}", style=HEALTH_STYLES[health_class(passed, total)])
-
-
 def varying_settings(rows: list[LayerRow]) -> list[int]:
-    """Positions in `settings_key` whose value differs between trained rows: the grid's axes."""
+    """Positions in `settings_key` whose value differs between trained rows: the grid's axes
+    (the seed is not one: seeds of a layer are aggregated into one row)."""
     keys = [r.settings_key for r in rows if r.settings_key[0] != "imported"]
     if len(keys) < 2:
         return []
-    return [i for i in range(len(keys[0])) if len({k[i] for k in keys}) > 1]
+    return [i for i in range(len(keys[0])) if i != SEED_POSITION and len({k[i] for k in keys}) > 1]
 
 
 def layer_label(row: LayerRow, axes: list[int]) -> str:

@@ -1,6 +1,7 @@
 """The app's stylesheet (a Python string, so an installed wheel carries it without package data)."""
 
 CSS = """
+Label { width: 100%; }  /* wrap long titles at the screen edge, never cut them */
 .title { padding: 1 1 0 1; text-style: bold; }
 #eval-title { padding: 0 1; }
 #legend { padding: 0 1; }

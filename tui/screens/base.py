@@ -23,6 +23,7 @@ class DataScreen(Screen):
         Binding("q", "app.quit", "Quit"),
     ]
     AUTO_REFRESH = True  # reload every REFRESH_SECONDS while this screen is shown
+    _failed_last = False  # the previous refresh failed
 
     @property
     def view(self) -> StoreView:
@@ -55,13 +56,23 @@ class DataScreen(Screen):
 
     def action_refresh(self) -> None:
         """Reload; whatever the file does meanwhile (rows appearing, a run finishing, a lock, a
-        half-migrated or vanished file) shows as a one-line notice and the last good content."""
+        half-migrated or vanished file) shows as a one-line notice and the last good content.
+
+        A read of a snapshot copy (taken because a run held the file past the wait) may catch
+        the file mid-write; that failure is said in the header only, and the next refresh
+        reads again. Only a second failure in a row is a notice."""
         try:
             self.load()
         except Exception as exc:  # noqa: BLE001 - a refresh must never take the app down
             first = " ".join(str(exc).split()) or type(exc).__name__
+            if self.view.store.last_read_was_snapshot and not self._failed_last:
+                self._failed_last = True
+                self.sub_title = f"{self.view.path.name} · a run is writing: last good read shown"
+                return
+            self._failed_last = True
             self.notify(f"refresh failed, showing the last good read: {first}", severity="error", markup=False)
             return
+        self._failed_last = False
         self.sub_title = f"{self.view.path.name} · {self.view.source}"
 
     def load(self) -> None:

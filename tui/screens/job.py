@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from rich.text import Text
 from textual.app import ComposeResult
+from textual.binding import Binding
 from textual.containers import Grid, VerticalScroll
 from textual.widgets import DataTable, Static
 from textual_plotext import PlotextPlot
@@ -30,9 +31,21 @@ def describe(sae: dict) -> Text:
 
 
 class JobScreen(DataScreen):
-    def __init__(self, sae_id: str):
+    """One SAE; opened from a layer with several seeds, `n` steps through them."""
+
+    BINDINGS = DataScreen.BINDINGS + [Binding("n", "next_seed", "Next seed")]
+
+    def __init__(self, sae_id: str, *seeds: str):
         super().__init__()
+        self.sae_ids = [sae_id, *seeds]  # the layer's SAEs, one per seed
         self.sae_id = sae_id
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        return len(self.sae_ids) > 1 if action == "next_seed" else True
+
+    def action_next_seed(self) -> None:
+        self.sae_id = self.sae_ids[(self.sae_ids.index(self.sae_id) + 1) % len(self.sae_ids)]
+        self.action_refresh()
 
     def body(self) -> ComposeResult:
         with VerticalScroll():
@@ -51,7 +64,10 @@ class JobScreen(DataScreen):
         if sae is None:
             self.query_one("#settings", Static).update(Text(f"SAE {self.sae_id} is no longer in the file"))
             return
-        self.query_one("#settings", Static).update(describe(sae))
+        text = describe(sae)
+        if len(self.sae_ids) > 1:
+            text.append(f"\nseed {self.sae_ids.index(self.sae_id) + 1} of {len(self.sae_ids)} of this layer (n: next)")
+        self.query_one("#settings", Static).update(text)
         row = next((r for m in report.models.values() for r in m.rows if r.sae_id == self.sae_id), None)
         if row is not None:
             self.show_metrics(row)
