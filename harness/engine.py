@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Column
 
 from harness.absorption import AbsorptionEval
 from harness.activations import HookSite, hook_name, site_module
@@ -48,9 +49,11 @@ from suite.jobs import (
 def _progress(console: Console | None) -> Progress:
     """Live bars on a terminal; plain lines in a pipe or CI log (harness.progress)."""
     return make_progress(console, Progress(  # descriptions name models and evals: text, never markup
-        TextColumn("{task.description}", style="progress.description", markup=False), BarColumn(),
-        TextColumn("{task.completed:,}/{task.total:,}"), TimeElapsedColumn(), TimeRemainingColumn(),
-        console=console, transient=False,
+        TextColumn("{task.description}", style="progress.description", markup=False,
+                   table_column=Column(overflow="fold")),
+        BarColumn(bar_width=None, table_column=Column(ratio=1)),  # the bar yields room at 80 columns
+        TextColumn("{task.completed:,}/{task.total:,}", table_column=Column(no_wrap=True)),
+        TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=False, expand=True,
     ))
 
 

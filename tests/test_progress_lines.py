@@ -85,3 +85,20 @@ def test_bars_on_a_terminal_lines_elsewhere(monkeypatch):
     assert progress_interval() == 30.0
     monkeypatch.delenv(INTERVAL_ENV)
     assert progress_interval() == 30.0
+
+
+def test_terminal_bars_fit_80_columns_with_whole_numbers():
+    """On a terminal the bars shrink, not the counts or the times (they were cut to `0:00:…`)."""
+    from harness.engine import _progress
+
+    for width in (80, 200):
+        console, out = _console(width=width, terminal=True)
+        progress = _progress(console)
+        task = progress.add_task("training 3 SAE(s) on finetune, layers 0,1,2", total=12_000)
+        progress.update(task, completed=6_000)
+        progress.add_task("absorption: train prompts (finetune)", total=580)
+        console.print(progress.make_tasks_table(progress.tasks))
+        lines = out.getvalue().splitlines()
+        assert len(lines) == 2 and all(len(line) <= width for line in lines) and "…" not in out.getvalue()
+        assert "training 3 SAE(s) on finetune, layers 0,1,2" in lines[0] and "6,000/12,000" in lines[0]
+        assert "━" in lines[0] and "0/580" in lines[1]

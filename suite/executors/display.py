@@ -8,6 +8,7 @@ from __future__ import annotations
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.table import Column
 
 from harness.progress import LineProgress
 from suite.executors.events import GroupStarted, ProgressUpdate
@@ -19,9 +20,11 @@ class GroupsDisplay:
         self.labels = labels
         if self.console.is_terminal:
             self.progress = Progress(
-                TextColumn("{task.description}", style="progress.description", markup=False), BarColumn(),
-                TextColumn("{task.completed:,.0f}/{task.total:,.0f}"), TimeElapsedColumn(),
-                console=self.console, transient=False)
+                TextColumn("{task.description}", style="progress.description", markup=False,
+                           table_column=Column(overflow="fold")),
+                BarColumn(bar_width=None, table_column=Column(ratio=1)),  # the bar yields room at 80 columns
+                TextColumn("{task.completed:,.0f}/{task.total:,.0f}", table_column=Column(no_wrap=True)),
+                TimeElapsedColumn(), console=self.console, transient=False, expand=True)
         else:  # a pipe or CI log: plain lines, every group's phase (they run side by side)
             self.progress = LineProgress(self.console, sequential=False)
         self.overall = self.progress.add_task(f"model groups on Ray ({len(labels)})", total=len(labels))
