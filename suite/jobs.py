@@ -96,6 +96,7 @@ ARCH_FIELDS: dict[str, tuple[str, ...]] = {
     "batchtopk": ("k", "aux_k", "aux_coef", "dead_tokens", "threshold_lr"),
     "relu": ("l1_coefficient", "l1_warm_up_steps"),
     "jumprelu": ("l0_coefficient", "l0_warm_up_steps", "bandwidth", "init_threshold", "target_l0"),
+    "matryoshka_batchtopk": ("k", "aux_k", "aux_coef", "dead_tokens", "threshold_lr", "matryoshka_widths"),
 }
 
 
@@ -117,6 +118,12 @@ class SaeSettings:
     bandwidth: float = 0.05  # jumprelu: SAELens jumprelu_bandwidth
     init_threshold: float = 0.01  # jumprelu: SAELens jumprelu_init_threshold
     target_l0: float = 0.0  # jumprelu: > 0 = SAELens's "quadratic" L0 loss around this target
+    # matryoshka_batchtopk: nested prefix widths (the last is latents); () = SAEBench's groups
+    matryoshka_widths: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        # read back from JSON as a list; frozen settings must stay hashable
+        object.__setattr__(self, "matryoshka_widths", tuple(self.matryoshka_widths))
 
     def identity(self) -> dict[str, Any]:
         used = ("arch", "latents", *ARCH_FIELDS.get(self.arch, tuple(f.name for f in fields(self))))

@@ -19,8 +19,15 @@ from suite.jobs import ARCH_FIELDS, SaeSettings
 ARCHS = tuple(ARCH_FIELDS)
 # Keys every architecture accepts: its size, and the silence that counts as dead (logs, AuxK).
 COMMON = ("arch", "latents", "dead_tokens")
-REQUIRED = {"topk": ("k",), "batchtopk": ("k",)}
+REQUIRED = {"topk": ("k",), "batchtopk": ("k",), "matryoshka_batchtopk": ("k",)}
 _ORDER = [f.name for f in fields(SaeSettings)]
+
+
+def widths_axis(value: Any) -> Any:
+    """`matryoshka_widths = [64, 256, 1024]` is one value; `[[64, 1024], [128, 1024]]` an axis."""
+    if isinstance(value, list) and value and all(isinstance(v, list) for v in value):
+        return value
+    return [value]
 
 
 def readers(key: str) -> list[str]:
@@ -47,6 +54,11 @@ def problems(values: dict[str, list[Any] | None]) -> list[str]:
     target = values.get("target_l0")
     if target and latents and max(target) > latents:
         found.append(f"@target_l0: {max(target):g} exceeds latents={latents}: at most every latent can fire")
+    for widths in values.get("matryoshka_widths") or []:
+        if any(b <= a for a, b in zip(widths, widths[1:])):
+            found.append(f"@matryoshka_widths: {widths} must be strictly increasing (nested prefixes)")
+        elif latents and widths and widths[-1] > latents:
+            found.append(f"@matryoshka_widths: {widths[-1]} exceeds latents={latents}")
     return found
 
 

@@ -26,6 +26,7 @@ from pydantic import (
 from suite.catalog import GATEABLE_METRICS
 from suite.sae_settings import ARCHS as SAE_ARCHS
 from suite.sae_settings import problems as sae_problems
+from suite.sae_settings import widths_axis
 from suite.jobs import ABSORPTION_EVAL, HOOKS, EvalSettings
 from suite.health import DEFAULT_THRESHOLDS, GatePolicy, Threshold
 from suite.spec_probing import ProbingSection, probing_problems
@@ -172,6 +173,8 @@ class SaeSection(_Strict):
     bandwidth: _optional_axis(PositiveFloat) = None
     init_threshold: _optional_axis(Annotated[float, Field(ge=0)]) = None
     target_l0: _optional_axis(PositiveFloat) = None
+    # one list of widths is one value; a list of lists is an axis
+    matryoshka_widths: Annotated[list[list[PositiveInt]] | None, BeforeValidator(widths_axis)] = None
 
     @model_validator(mode="after")
     def _per_architecture(self) -> "SaeSection":

@@ -17,7 +17,7 @@ from suite.catalog import CORE_METRICS
 from suite.jobs import ImportSource
 from test_formats import EVALS, cli, import_spec, metric_table, rows
 
-ARCHS = ("batchtopk", "relu", "jumprelu")
+ARCHS = ("batchtopk", "relu", "jumprelu", "matryoshka_batchtopk")
 SPEC = """
 [suite]
 name = "archs"
@@ -38,7 +38,7 @@ batch_size = 2
 lr = 1e-3
 
 [sae]
-arch = ["batchtopk", "relu", "jumprelu"]
+arch = ["batchtopk", "relu", "jumprelu", "matryoshka_batchtopk"]
 k = 24
 latents = 96
 dead_tokens = 4_000
@@ -70,7 +70,7 @@ def test_export_import_round_trip_gives_equal_metrics(trained):
         checkpoint = rows(db, "select checkpoint_path from saes where sae_id = ?", [sae_id])[0][0]
         ours = load_sae(checkpoint)
         assert ours.arch == arch
-        if arch == "batchtopk":
+        if arch in ("batchtopk", "matryoshka_batchtopk"):
             assert float(ours.threshold) > 0  # estimated in training, kept in the checkpoint
             imported, _ = import_sae(ImportSource("saelens", str(directory / "lens" / sae_id)))
             assert (imported.threshold == ours.threshold).all()

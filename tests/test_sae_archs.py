@@ -10,8 +10,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from harness.saes import BatchTopKSae, JumpReluSae, ReluSae, StepContext, build_sae
+from harness.saes import BatchTopKSae, JumpReluSae, MatryoshkaBatchTopKSae, ReluSae, StepContext, build_sae
 from harness.saes.batchtopk import batch_top_k
+from harness.saes.matryoshka import prefix_widths
 from harness.saes.relu import warmed_up
 from sae_planted import mean_l0, planted, recovered_share, train
 from suite.jobs import SaeSettings
@@ -25,6 +26,8 @@ CASES = {
     # an L1 SAE splits atoms and reaches L0 ~7.6 (the known weakness TopK and JumpReLU fix)
     "relu": (SaeSettings(arch="relu", latents=48), 1500, ACTIVE),
     "jumprelu": (SaeSettings(arch="jumprelu", latents=96, target_l0=ACTIVE), 1500, ACTIVE),
+    "matryoshka_batchtopk": (SaeSettings(arch="matryoshka_batchtopk", k=ACTIVE, latents=96,
+                                         matryoshka_widths=(24, 96)), 2500, ACTIVE),
 }
 
 
@@ -81,7 +84,7 @@ def test_relu_loss_is_saelens_standard_by_hand():
     x_hat = z @ sae.W_dec + sae.b_dec
     mse = ((x_hat - xs) ** 2).sum(-1).mean()
     l1 = (z * sae.W_dec.norm(dim=1)).sum(-1).mean()
-    assert float(out.loss) == pytest.approx(float(mse + 2.0 * 1 / 4 * l1), rel=1e-5)  # warm-up 1/4 of the way
+    assert float(out.loss.detach()) == pytest.approx(float((mse + 2.0 * 1 / 4 * l1).detach()), rel=1e-5)  # warm-up 1/4
     assert [warmed_up(2.0, 4, s) for s in (0, 2, 4, 9)] == [0.0, 1.0, 2.0, 2.0]
 
 
@@ -112,7 +115,7 @@ def test_jumprelu_threshold_gradient_is_the_straight_through_estimator():
     rect = ((pre - 0.2).abs() < 0.25).float()
     assert torch.allclose(sae.threshold.grad, -(1 / 0.5) * rect.sum(0) / 2)
     assert sae.W_enc.grad is None or sae.W_enc.grad.abs().sum() == 0  # DeepMind's STE: threshold only
-    assert float(out.parts["l0_loss"]) == pytest.approx(float((pre > 0.2).sum(-1).float().mean()))
+    assert float(out.parts["l0_loss"].detach()) == pytest.approx(float((pre > 0.2).sum(-1).float().mean()))
 
 
 def test_jumprelu_encode_is_saelens_jumprelu():
@@ -122,3 +125,22 @@ def test_jumprelu_encode_is_saelens_jumprelu():
     x = torch.randn(30, 5)
     pre = (x - sae.b_dec) @ sae.W_enc + sae.b_enc
     assert torch.allclose(sae.encode(x), torch.relu(pre) * (pre > sae.threshold))
+
+
+def test_matryoshka_loss_sums_the_prefix_reconstructions_by_hand():
+    sae = MatryoshkaBatchTopKSae(6, SaeSettings(arch="matryoshka_batchtopk", k=3, latents=12,
+                                                matryoshka_widths=(2, 6)), torch.Generator().manual_seed(0))
+    x = torch.randn(16, 6)
+    out = sae.training_loss(x, StepContext(0, 100))
+    z = batch_top_k(torch.relu((x - sae.b_dec) @ sae.W_enc + sae.b_enc), 3)
+    variance = ((x - x.mean(0)) ** 2).sum()
+    expected = sum(((x - (z[:, :w] @ sae.W_dec[:w] + sae.b_dec)) ** 2).sum() / variance for w in (2, 6, 12))
+    assert float(out.loss.detach()) == pytest.approx(float(expected.detach()), rel=1e-5)
+    full = ((x - (z @ sae.W_dec + sae.b_dec)) ** 2).sum() / variance
+    assert float(out.fvu.detach()) == pytest.approx(float(full.detach()), rel=1e-5)
+
+
+def test_matryoshka_default_widths_double_then_take_the_rest():
+    assert prefix_widths(1024, ()) == (32, 96, 224, 480, 1024)
+    assert prefix_widths(64, (8, 32)) == (8, 32, 64)
+    assert prefix_widths(64, (8, 64)) == (8, 64)

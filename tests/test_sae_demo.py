@@ -5,7 +5,8 @@ held-out text, computed here from the SAE's own encode/decode.
 Batches of 128 tokens (1 window) for ~1,560 Adam steps: JumpReLU's thresholds move at most ~lr
 per step (SAELens's note in jumprelu_sae.py), so its sparsity needs steps more than tokens.
 Measured with 200k tokens, latents 512, lr 1e-3, seed 0 (explained variance / L0 on 8k held-out
-tokens): topk 0.923 / 32.0, batchtopk 0.926 / 32.6, relu 0.889 / 39.1, jumprelu 0.933 / 50.5.
+tokens): topk 0.923 / 32.0, batchtopk 0.926 / 32.6, relu 0.889 / 39.1, jumprelu 0.933 / 50.5,
+matryoshka_batchtopk 0.918 / 32.7.
 The floors below sit under those, so a broken architecture fails and a noisy run does not; L0 must
 be sparse: k within 20% (BatchTopK at inference, through its estimated threshold), and under
 d_model = 128 for the penalty architectures at their default coefficients.
@@ -28,6 +29,7 @@ SETTINGS = {
     "batchtopk": SaeSettings(arch="batchtopk", k=32, latents=512, dead_tokens=50_000),
     "relu": SaeSettings(arch="relu", latents=512),  # every coefficient at its default
     "jumprelu": SaeSettings(arch="jumprelu", latents=512),
+    "matryoshka_batchtopk": SaeSettings(arch="matryoshka_batchtopk", k=32, latents=512, dead_tokens=50_000),
 }
 MIN_EV = 0.85
 D_MODEL = 128
@@ -74,7 +76,7 @@ def test_demo_layer3_explained_variance(trained, arch):
     print(f"{arch}: explained variance {ev:.3f}, L0 {l0:.1f}, dead {dead:.2f}")
     assert ev > MIN_EV
     settings = SETTINGS[arch]
-    if arch in ("topk", "batchtopk"):
+    if arch in ("topk", "batchtopk", "matryoshka_batchtopk"):
         assert abs(l0 - settings.k) <= 0.2 * settings.k
     else:
         assert 1 <= l0 < D_MODEL

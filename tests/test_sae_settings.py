@@ -48,9 +48,9 @@ def test_latents_alone_declare_an_sae_with_the_reference_defaults(arch):
 
 
 @pytest.mark.parametrize(("sae", "path", "words"), [
-    ('arch = "relu"\nlatents = 64\nk = 4', "sae.k", "not a setting of arch relu (only topk, batchtopk read it)"),
+    ('arch = "relu"\nlatents = 64\nk = 4', "sae.k", "not a setting of arch relu (only topk, batchtopk, matryoshka_batchtopk read it)"),
     ('arch = "topk"\nlatents = 64\nk = 4\nl1_coefficient = 2.0', "sae.l1_coefficient", "only relu reads it"),
-    ('arch = "jumprelu"\nlatents = 64\naux_k = 8', "sae.aux_k", "only topk, batchtopk read it"),
+    ('arch = "jumprelu"\nlatents = 64\naux_k = 8', "sae.aux_k", "only topk, batchtopk, matryoshka_batchtopk read it"),
     ('arch = "batchtopk"\nlatents = 64', "sae.k", "required for arch 'batchtopk'"),
     ('arch = ["relu", "topk"]\nlatents = 64', "sae.k", "required for arch 'topk'"),
     ('arch = "batchtopk"\nlatents = 64\nk = 80', "sae.k", "exceeds latents=64"),
@@ -59,7 +59,13 @@ def test_latents_alone_declare_an_sae_with_the_reference_defaults(arch):
     ('arch = "relu"\nlatents = 64\nl1_coefficient = -1.0', "sae.l1_coefficient[0]", "expected a value >= 0"),
     ('arch = "batchtopk"\nlatents = 64\nk = 4\nthreshold_lr = 2.0', "sae.threshold_lr[0]", "expected a value <= 1"),
     ('arch = "relu"\nlatents = 64\nl1_penalty = 1.0', "sae.l1_penalty", "unknown key"),
-    ('arch = "gated"\nlatents = 64', "sae.arch[0]", "expected one of 'topk', 'batchtopk', 'relu' or 'jumprelu'"),
+    ('arch = "matryoshka_batchtopk"\nlatents = 64\nk = 4\nmatryoshka_widths = [32, 8]', "sae.matryoshka_widths",
+     "[32, 8] must be strictly increasing"),
+    ('arch = "matryoshka_batchtopk"\nlatents = 64\nk = 4\nmatryoshka_widths = [8, 128]', "sae.matryoshka_widths",
+     "128 exceeds latents=64"),
+    ('arch = "topk"\nlatents = 64\nk = 4\nmatryoshka_widths = [8, 64]', "sae.matryoshka_widths",
+     "only matryoshka_batchtopk reads it"),
+    ('arch = "gated"\nlatents = 64', "sae.arch[0]", "expected one of 'topk', 'batchtopk', 'relu', 'jumprelu' or"),
 ])
 def test_a_key_no_architecture_reads_is_refused_with_its_path(sae, path, words):
     problem = problem_of(sae)
@@ -83,3 +89,10 @@ def test_topk_keys_are_unchanged_by_the_new_architectures():
     (settings,) = settings_of("latents = 64\nk = 8")
     assert settings.identity() == {"arch": "topk", "latents": 64, "k": 8, "aux_k": 0, "aux_coef": 1 / 32,
                                    "dead_tokens": 10_000_000}
+
+
+def test_matryoshka_widths_one_list_is_one_value_a_list_of_lists_an_axis():
+    (one,) = settings_of('arch = "matryoshka_batchtopk"\nlatents = 64\nk = 4\nmatryoshka_widths = [8, 32, 64]')
+    assert one.matryoshka_widths == (8, 32, 64) and hash(one)
+    two = settings_of('arch = "matryoshka_batchtopk"\nlatents = 64\nk = 4\nmatryoshka_widths = [[8, 64], [16, 64]]')
+    assert [s.matryoshka_widths for s in two] == [(8, 64), (16, 64)]

@@ -44,7 +44,8 @@ LAYOUT_VERSION = "6.0.0"
 ARCHS = {"topk": "topk", "standard": "relu", "jumprelu": "jumprelu", "batchtopk": "jumprelu",
          "matryoshka_batchtopk": "jumprelu", "gated": "jumprelu"}
 # Ours -> SAELens's inference architecture.
-SAELENS_ARCH = {"topk": "topk", "relu": "standard", "jumprelu": "jumprelu", "batchtopk": "jumprelu"}
+SAELENS_ARCH = {"topk": "topk", "relu": "standard", "jumprelu": "jumprelu", "batchtopk": "jumprelu",
+                "matryoshka_batchtopk": "jumprelu"}
 # sae_lens/constants.py DTYPE_MAP keys
 DTYPES = {"float32", "float64", "float16", "bfloat16", "torch.float32", "torch.float64", "torch.float16",
           "torch.bfloat16"}
