@@ -39,6 +39,7 @@ class TableBlock:
     whole: list[bool] = field(default_factory=list)  # columns whose values are never wrapped (ids, numbers)
     verdicts: list[str | None] = field(default_factory=list)  # per row: healthy | partial | unhealthy | None
     kind: str = ""  # layers | summary | deltas: lets the HTML page tag its tables
+    model: str = ""  # the model of a layers table
 
     def __post_init__(self) -> None:
         self.whole = self.whole or [False] * len(self.headers)
@@ -138,7 +139,7 @@ def layer_table(report: Report, model: ModelReport) -> TableBlock:
                _absorption_cell(group), health_cell(group)])
         verdicts.append(verdict(len(group.passed_everywhere()), len(group.gate_metrics())))
     whole = [True] + ([True] if seeded else []) + [True] * (len(evals) + 2) + [True, False]
-    return TableBlock(headers, rows, whole, verdicts, "layers")
+    return TableBlock(headers, rows, whole, verdicts, "layers", model.name)
 
 
 def model_blocks(report: Report, model: ModelReport) -> list[Block]:

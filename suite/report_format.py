@@ -7,10 +7,6 @@
 
 from __future__ import annotations
 
-import io
-
-from rich.console import Console
-
 from suite.report import Report
 from suite.store import Store
 from suite.report_blocks import (  # noqa: F401  (re-exported)
@@ -25,18 +21,13 @@ from suite.report_blocks import (  # noqa: F401  (re-exported)
     report_blocks,
 )
 from suite.report_compare import Comparison
+from suite.report_html import to_html
 from suite.report_json import to_json
 from suite.report_md import to_markdown
-from suite.report_rich import to_console
+from suite.report_rich import to_console  # noqa: F401  (re-exported)
 
 FORMATS = ("rich", "md", "html", "json")
 ALIASES = {"markdown": "md"}
-
-
-def to_html(blocks: list[Block]) -> str:
-    console = Console(record=True, width=160, file=io.StringIO())
-    to_console(blocks, console)
-    return console.export_html(inline_styles=True)
 
 
 def render(fmt: str, report: Report, comparison: Comparison | None, store: Store | None = None) -> str:
@@ -48,5 +39,5 @@ def render(fmt: str, report: Report, comparison: Comparison | None, store: Store
     if fmt == "md":
         return to_markdown(report_blocks(report, comparison))
     if fmt == "html":
-        return to_html(report_blocks(report, comparison))
+        return to_html(report, comparison, store)
     raise ValueError(f"unknown report format {fmt!r}; choose one of {', '.join(FORMATS)}")
