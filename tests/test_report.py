@@ -11,7 +11,7 @@ import pytest
 
 from suite.cli import main
 from suite.report import InconsistentReport, compare, load_report
-from suite.report_format import report_blocks, to_html, to_markdown
+from suite.report_format import render
 from suite.store import Store
 
 
@@ -122,7 +122,7 @@ def test_report_refuses_to_contradict_itself(tiny_run, tmp_path):
 def test_html_and_rich_formats(tiny_run, capsys):
     _, db, *_ = tiny_run
     report = load_report(Store(db))
-    html = to_html(report_blocks(report, compare(report, "base", "finetune")))
+    html = render("html", report, compare(report, "base", "finetune"), Store(db))
     assert html.startswith("<!DOCTYPE html>") and "Fully healthy layers" in html
     assert main(["report", str(db)]) == 0
     assert "Best layer" in capsys.readouterr().out
