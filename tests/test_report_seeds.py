@@ -188,3 +188,8 @@ def test_gate_summary_counts_layers(seeded_db, capsys):
         from saes a join current_scores s using (sae_id) join gates g using (score_id) group by all)""")[0]
     assert re.search(rf"{healthy[0]}/{healthy[1]} layers healthy", out)
     assert code in (0, 1)
+    from suite.gates import load_checks
+
+    names = {c.name for c in load_checks(seeded_db)}
+    assert "seeded::base::layer0::seed1::pyref::l0" in names or any("::seed1::" in n for n in names)
+    assert len(names) == len(load_checks(seeded_db))  # seeds tell the checks apart
