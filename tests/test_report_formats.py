@@ -266,17 +266,3 @@ def test_rich_report_fits_the_width(tiny_run, monkeypatch, capsys, width):
     assert f"{100 * avg:.2f}%" in out
     if width == 200:
         assert "Loss recovered (pylib)" in out  # a table, not records
-
-
-def test_committed_demo_html_matches_the_committed_markdown():
-    """docs/demo-report.html and .md come from one run (docs/make-demo-report.sh): same cells."""
-    text = (DOCS / "demo-report.html").read_text(encoding="utf-8")
-    page = parse(text)
-    assert_self_contained(page, text)
-    md = (DOCS / "demo-report.md").read_text(encoding="utf-8")
-    md_rows = [[c.strip() for c in line.strip("|").split(" | ")] for line in md.splitlines()
-               if line.startswith("| ") and not line.startswith("|---")]
-    html_rows = [row for t in page.tables for row in t["rows"]]
-    assert len(html_rows) == len(md_rows) > 10
-    assert [r for r in html_rows] == [[c.replace("\\|", "|") for c in r] for r in md_rows]
-    assert len(page.points) >= 5 and page.bars
