@@ -120,10 +120,12 @@ class RunOutcome:
 def regate(store: Store, spec: Spec, planned: list[PlannedSae]) -> None:
     """Gate stored scores with the spec's current thresholds (they may have changed)."""
     by_id = {p.declared.ref.sae_id: p for p in planned}
+    regated = []
     for score in store.current_scores(list(by_id)):
-        p = by_id[score["sae_id"]]
-        job = Job(p.declared.ref, train=False, scores=())
-        store.replace_gates(score["score_id"], gate(spec, job, score["eval_name"], score["metrics"], score["notes"]))
+        job = Job(by_id[score["sae_id"]].declared.ref, train=False, scores=())
+        regated.append((score["score_id"], gate(spec, job, score["eval_name"], score["metrics"], score["notes"])))
+    if regated:
+        store.replace_many_gates(regated)  # one transaction, however many SAEs the file holds
 
 
 def run_spec(spec: Spec, db_override: str | None = None, device: str | None = None,

@@ -39,7 +39,7 @@ import duckdb
 
 from suite.jobs import SAE_KEY_VERSION, digest
 from suite.store.schema import SCHEMA_VERSION, TABLES, views
-from suite.store.store import insert_many
+from suite.store.rows import CHILD_COLUMNS, TRAIN_LOG_COLUMNS, insert_rows
 
 if TYPE_CHECKING:
     from suite.store.store import Store
@@ -149,13 +149,13 @@ def _from_v2(con) -> None:
                  _dataset_label(evals.get(eval_name, {}).get("dataset")),
                  json.dumps({"migrated_from_schema": 2, "settings": evals.get(eval_name)}), LEGACY_CORE_VERSION,
                  job["run_id"], job["finished_at"]])
-    insert_many(con, "insert or replace into metrics values (?, ?, ?, ?, ?)",
+    insert_rows(con, "metrics", CHILD_COLUMNS["metrics"], replace=True, rows=
                     [[scores[(m["job_id"], m["eval_name"])], m["metric"], m["value"], m["ci_low"], m["ci_high"]]
                      for m in metrics if (m["job_id"], m["eval_name"]) in scores])
-    insert_many(con, "insert or replace into metric_notes values (?, ?, ?)",
+    insert_rows(con, "metric_notes", CHILD_COLUMNS["metric_notes"], replace=True, rows=
                     [[scores[(n["job_id"], n["eval_name"])], n["metric"], n["reason"]]
                      for n in notes if (n["job_id"], n["eval_name"]) in scores])
-    insert_many(con, "insert or replace into train_log values (?, ?, ?, ?, ?, ?, ?)",
+    insert_rows(con, "train_log", TRAIN_LOG_COLUMNS, replace=True, rows=
                     [[sae_ids[r["job_id"]], r["step"], r["tokens"], r["loss"], r["fvu"], r["l0"], r["dead_fraction"]]
                      for r in train_log if r["job_id"] in sae_ids])
 

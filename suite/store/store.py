@@ -21,7 +21,6 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -32,6 +31,23 @@ from suite.jobs import Job, ScoreResult, ScoreTask, TrainLogRow, TrainResult
 from suite.store.errors import NewSchema, NotResultsFile, OldSchema, StoreError
 from suite.store.files import identify
 from suite.store.readonly import LOCK_WAIT_SECONDS, is_lock_error, read_connection
+from suite.store.rows import (
+    CHILD_COLUMNS,
+    GATE_COLUMNS,
+    KEEP_IF_NULL,
+    READY_COLUMNS,
+    SAE_COLUMNS,
+    SCORE_COLUMNS,
+    TRAIN_LOG_COLUMNS,
+    delete_scores,
+    gate_rows,
+    insert_rows,
+    ready_row,
+    sae_row,
+    score_rows,
+    train_log_rows,
+    update_rows,
+)
 from suite.store.schema import SCHEMA_VERSION, TABLES, views
 
 __all__ = ["GateVerdict", "NewSchema", "NotResultsFile", "OldSchema", "Store", "StoreError", "insert_many"]
@@ -237,31 +253,18 @@ class Store:
     def relabel(self, suite: str, labels: list[tuple[str, str, str | None]]) -> None:
         """(sae_key, model alias, label): aliases are labels, so a renamed alias updates them."""
         with self.transaction() as con:
-            insert_many(con, "update saes set suite = ?, model = ?, label = ? where sae_key = ?",
-                            [[suite, alias, label, key] for key, alias, label in labels])
+            update_rows(con, "saes", "sae_key", ("suite", "model", "label"),
+                        [(key, suite, alias, label) for key, alias, label in labels])
 
     def register_saes(self, run_id: str, suite: str, jobs: list[Job]) -> None:
         """Record SAEs about to be trained or imported as pending; an earlier unfinished attempt
         loses its partial rows (its scores and training curve)."""
+        ids = [job.sae_id for job in jobs]
         with self.transaction() as con:
-            for job in jobs:
-                sae_id = job.sae_id
-                con.execute("delete from train_log where sae_id = ?", [sae_id])
-                _delete_scores(con, "sae_id = ?", [sae_id])
-                con.execute("delete from saes where sae_id = ?", [sae_id])
-                ref = job.sae
-                t, s = ref.train, ref.sae
-                con.execute(
-                    """insert into saes (sae_id, sae_key, source, suite, model, label, model_id, model_revision,
-                       model_dtype, hook, layer, arch, k, latents, lr, batch_size, ctx_len, train_tokens, seed,
-                       train_dataset, settings, status, run_id)
-                       values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?)""",
-                    [sae_id, job.key, ref.source.label() if ref.source else "trained", suite, ref.model.name,
-                     job.label or None, ref.model.id, ref.model.revision, ref.model.dtype, ref.hook, ref.layer,
-                     s.arch if s else None, s.k if s and "k" in s.identity() else None, s.latents if s else None,
-                     t.lr if t else None, t.batch_size if t else None, t.ctx_len if t else None,
-                     t.tokens if t else None, t.seed if t else None, t.dataset.label() if t else None,
-                     json.dumps(ref.identity(), default=str), run_id])
+            con.execute("delete from train_log where sae_id in (select unnest(?))", [ids])
+            delete_scores(con, "sae_id", ids)
+            con.execute("delete from saes where sae_id in (select unnest(?))", [ids])
+            insert_rows(con, "saes", SAE_COLUMNS, [sae_row(job, suite, run_id) for job in jobs])
 
     def mark_sae_running(self, job: Job) -> None:
         with self.transaction() as con:
@@ -275,58 +278,49 @@ class Store:
 
     def sae_ready(self, job: Job, result: TrainResult) -> None:
         """The SAE's weights exist (trained and checkpointed, or imported): it is `done`."""
+        self.saes_ready([(job, result)])
+
+    def saes_ready(self, ready: list[tuple[Job, TrainResult]]) -> None:
         with self.transaction() as con:
-            con.execute(
-                """update saes set status = 'done', error = null, finished_at = ?, checkpoint_path = ?, d_model = ?,
-                   train_seconds = ?, tokens_per_second = ?, weights_sha256 = ?, model_sha = ?, train_fingerprint = ?,
-                   device_name = ?, loaded_dtype = ?, hook_name = coalesce(?, hook_name), arch = coalesce(?, arch),
-                   k = coalesce(?, k), latents = coalesce(?, latents) where sae_id = ?""",
-                [_now(), result.checkpoint_path, result.d_model, result.train_seconds, result.tokens_per_second,
-                 result.weights_sha256, result.model_sha, result.train_fingerprint, result.device_name,
-                 result.loaded_dtype, result.hook_name, result.arch, result.k, result.latents, job.sae_id])
+            update_rows(con, "saes", "sae_id", ("status", "error", "finished_at", *READY_COLUMNS),
+                        [(job.sae_id, "done", None, _now(), *ready_row(job, result)[1:]) for job, result in ready],
+                        keep_if_null=KEEP_IF_NULL)
 
     def add_train_log(self, job: Job, rows: list[TrainLogRow]) -> None:
+        self.add_train_logs([(job, rows)])
+
+    def add_train_logs(self, logs: list[tuple[Job, list[TrainLogRow]]]) -> None:
         with self.transaction() as con:
-            insert_many(con, "insert or replace into train_log values (?, ?, ?, ?, ?, ?, ?)",
-                            [[job.sae_id, *asdict(r).values()] for r in rows])
+            insert_rows(con, "train_log", TRAIN_LOG_COLUMNS,
+                        [row for job, rows in logs for row in train_log_rows(job, rows)], replace=True)
 
     # ------------------------------------------------------------------ scores
 
     def finish_score(self, run_id: str, job: Job, task: ScoreTask, result: ScoreResult,
                      gates: GateVerdict) -> str:
         """Score row, metrics, notes, histogram, letters and gates land together or not at all."""
-        key = task.key(job.key)
-        score_id = key[:12]
+        return self.finish_scores(run_id, [(job, task, result, gates)])[0]
+
+    def finish_scores(self, run_id: str, finished: list[tuple[Job, ScoreTask, ScoreResult, GateVerdict]]) -> list[str]:
+        """Many finished scores in one transaction (a synthetic store, a bulk import)."""
+        tables: dict[str, list] = {"scores": [], "gates": [], **{t: [] for t in CHILD_COLUMNS}}
+        now = _now()
+        for job, task, result, (policy, verdicts) in finished:
+            for table, rows in score_rows(run_id, job, task, result, now).items():
+                tables[table].extend(rows)
+            tables["gates"].extend(gate_rows(task.key(job.key)[:12], policy, verdicts))
         with self.transaction() as con:
-            _delete_scores(con, "score_key = ?", [key])
-            con.execute(
-                """insert into scores (score_id, score_key, sae_id, eval_name, eval_kind, eval_dataset, eval_settings,
-                   metric_version, status, run_id, finished_at, seconds, dataset_fingerprint, device_name, warning,
-                   loaded_dtype) values (?, ?, ?, ?, ?, ?, ?, ?, 'done', ?, ?, ?, ?, ?, ?, ?)""",
-                [score_id, key, job.sae_id, task.name, task.kind, task.dataset_label,
-                 json.dumps({**task.identity(), **({"resolved": result.resolved} if result.resolved else {})},
-                            default=str), task.identity()["metric_version"], run_id, _now(),
-                 result.seconds, result.dataset_fingerprint, result.device_name, result.warning,
-                 result.loaded_dtype])
-            insert_many(con, "insert into metrics values (?, ?, ?, ?, ?)",
-                            [[score_id, metric, value, *result.intervals.get(metric, (None, None))]
-                             for metric, value in result.metrics.items()])
-            insert_many(con, "insert into metric_notes values (?, ?, ?)",
-                            [[score_id, metric, reason] for metric, reason in result.notes.items()])
-            insert_many(con, "insert into latent_density values (?, ?, ?, ?, ?)",
-                            [[score_id, -1 if b.log10_low is None else i, b.log10_low, b.log10_high, b.latents]
-                             for i, b in enumerate(result.density)])
-            insert_many(con, "insert into absorption_letters values (?, ?, ?, ?, ?, ?, ?, ?)",
-                            [[score_id, *asdict(row).values()] for row in result.letters])
-            insert_many(con, "insert into sparse_probing values (?, ?, ?, ?, ?, ?, ?, ?)",
-                        [[score_id, *asdict(row).values()] for row in result.probes])
-            _write_gates(con, score_id, gates)
-        return score_id
+            delete_scores(con, "score_key", [row[1] for row in tables["scores"]])
+            insert_rows(con, "scores", SCORE_COLUMNS, tables["scores"])
+            for table, columns in CHILD_COLUMNS.items():
+                insert_rows(con, table, columns, tables[table])
+            insert_rows(con, "gates", GATE_COLUMNS, tables["gates"], replace=True)
+        return [row[0] for row in tables["scores"]]
 
     def fail_score(self, run_id: str, job: Job, task: ScoreTask, error: str) -> None:
         key = task.key(job.key)
         with self.transaction() as con:
-            _delete_scores(con, "score_key = ?", [key])
+            delete_scores(con, "score_key", [key])
             con.execute(
                 """insert into scores (score_id, score_key, sae_id, eval_name, eval_kind, eval_dataset, eval_settings,
                    metric_version, status, error, run_id, finished_at)
@@ -354,29 +348,14 @@ class Store:
 
     def replace_gates(self, score_id: str, gates: GateVerdict) -> None:
         """Re-gate a score (thresholds changed in the spec); its metrics stay as they are."""
+        self.replace_many_gates([(score_id, gates)])
+
+    def replace_many_gates(self, regated: list[tuple[str, GateVerdict]]) -> None:
         with self.transaction() as con:
-            con.execute("delete from gates where score_id = ?", [score_id])
-            _write_gates(con, score_id, gates)
-
-
-SCORE_TABLES = ("metrics", "metric_notes", "latent_density", "absorption_letters", "sparse_probing", "gates")
-
-
-def _delete_scores(con: duckdb.DuckDBPyConnection, where: str, params: list) -> None:
-    ids = [r[0] for r in con.execute(f"select score_id from scores where {where}", params).fetchall()]
-    if not ids:
-        return
-    for table in SCORE_TABLES:
-        con.execute(f"delete from {table} where score_id in (select unnest(?))", [ids])
-    con.execute("delete from scores where score_id in (select unnest(?))", [ids])
-
-
-def _write_gates(con: duckdb.DuckDBPyConnection, score_id: str, gates: GateVerdict) -> None:
-    policy, verdicts = gates
-    insert_many(con, 
-        "insert or replace into gates values (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [[score_id, g.threshold.metric, g.threshold.op, g.threshold.min, g.threshold.max, g.value, g.passed,
-          g.reason or None, policy.allow_fail] for g in verdicts])
+            con.execute("delete from gates where score_id in (select unnest(?))", [[s for s, _ in regated]])
+            insert_rows(con, "gates", GATE_COLUMNS,
+                        [row for score_id, (policy, verdicts) in regated
+                         for row in gate_rows(score_id, policy, verdicts)], replace=True)
 
 
 def insert_many(con: duckdb.DuckDBPyConnection, sql: str, rows: list) -> None:
