@@ -69,6 +69,11 @@ class GateCheck:
 def load_checks(db_path: str | Path) -> list[GateCheck]:
     store = Store(Path(db_path))
     store.check_schema()
+    with store.snapshot():  # every query below sees one state of the file, even while a run writes
+        return _load_checks(store)
+
+
+def _load_checks(store: Store) -> list[GateCheck]:
     saes = store.query_dicts("select sae_id, suite, model, layer, hook, status, error, seed, "
                              "json_remove(settings, '$.train.seed') as unseeded from saes "
                              "order by suite, model, layer, hook, k, latents, lr, seed, sae_id")

@@ -197,6 +197,11 @@ _CURRENT = "select score_id from current_scores"
 
 def load_report(store: Store) -> Report:
     store.check_schema()
+    with store.snapshot():  # every query below sees one state of the file, even while a run writes
+        return _load_report(store)
+
+
+def _load_report(store: Store) -> Report:
     saes = store.query_dicts("select * from saes order by model, layer, hook, arch, k, latents, lr, sae_id")
     scores = store.query_dicts("select score_id, sae_id, eval_name, eval_kind from current_scores")
     metric_rows = store.query(f"select score_id, metric, value, ci_low, ci_high from metrics where score_id in ({_CURRENT})")

@@ -17,6 +17,7 @@ import os
 import platform
 import random
 import re
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -84,6 +85,7 @@ class Store:
         self.write_wait = write_wait
         self.on_wait = on_wait
         self.last_read_was_snapshot = False
+        self._held = threading.local()  # the connection of a `snapshot()` block, per thread
 
     # ------------------------------------------------------------------ connections
 
@@ -146,8 +148,27 @@ class Store:
             return [dict(zip(names, row)) for row in cursor.fetchall()]
 
     @contextmanager
+    def snapshot(self) -> Iterator["Store"]:
+        """Reads in this block see one state of the file: they share one read-only connection,
+        so no run commits between them (a run's next write waits for the block: keep it short).
+        A reader that joins rows of several queries (a report) needs this; reentrant."""
+        if getattr(self._held, "con", None) is not None:
+            yield self
+            return
+        with self._reading() as con:
+            self._held.con = con
+            try:
+                yield self
+            finally:
+                self._held.con = None
+
+    @contextmanager
     def _reading(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """A read; a file damaged past its header fails here, as one line naming it."""
+        held = getattr(self._held, "con", None)
+        if held is not None:
+            yield held
+            return
         try:
             with self._connect(read_only=True) as con:
                 yield con
