@@ -105,6 +105,7 @@ def generate(path: Path, models: int = 4, layers: int = 25, seeds: int = 5, runs
     rng = random.Random(seed)
     store = Store(path)
     store.init()
+    checkpoints = path.absolute().with_name(path.stem + "-checkpoints")  # empty directories, as a run leaves them
     share = -(-len(jobs) // runs)
     for index in range(runs):
         chunk = jobs[index * share:(index + 1) * share]
@@ -117,7 +118,9 @@ def generate(path: Path, models: int = 4, layers: int = 25, seeds: int = 5, runs
                                                  0.01 * step / CURVE_POINTS)
                                      for step in range(1, 2000, 2000 // CURVE_POINTS)][:CURVE_POINTS])
                               for job in chunk])
-        store.saes_ready([(job, TrainResult(f"checkpoints/{job.sae_id}", 4096, 3600.0, 14_000.0, "0" * 64,
+        for job in chunk:
+            (checkpoints / job.sae_id).mkdir(parents=True, exist_ok=True)
+        store.saes_ready([(job, TrainResult(str(checkpoints / job.sae_id), 4096, 3600.0, 14_000.0, "0" * 64,
                                             "commit:abc", "e" * 64, "NVIDIA H100 80GB HBM3",
                                             f"model.layers.{job.layer}", loaded_dtype="bfloat16", threads=8))
                           for job in chunk])
