@@ -11,7 +11,8 @@ word boundaries (free text such as notes and errors). `fit_table` then tries, in
    wraps to more than `MAX_WRAPPED_LINES` lines;
 2. the same table without a frame (bold headers, two spaces between columns), then with one space;
 3. records: one block per row, `field: value` lines, a blank line between blocks. A value longer
-   than the width wraps at spaces and is never cut.
+   than the width wraps under itself at spaces, never cut (a single word longer than the room
+   folds; in `plain_table`'s records it is left whole).
 
 Usage (a rich `Console` prints the result; `console.width` is COLUMNS or 80 in a pipe):
 
