@@ -46,6 +46,11 @@ def _count(value: float) -> str:
     return f"{value:,.0f}"
 
 
+def _rate(per_second: float) -> str:
+    """Per second, with a decimal where a whole number would read 0 or 1 (eval batches)."""
+    return f"{per_second:,.0f}/s" if per_second >= 10 else f"{per_second:.1f}/s"
+
+
 class LineProgress(Progress):
     """A Progress that prints lines (phase start, phase end, every `interval` seconds)."""
 
@@ -111,7 +116,7 @@ class LineProgress(Progress):
             self._finished.add(task_id)
             elapsed = task.finished_time or task.elapsed or 0.0
             if task.completed > 1:
-                rate = f", {_count(task.completed / elapsed)}/s" if elapsed > 0 else ""
+                rate = f", {_rate(task.completed / elapsed)}" if elapsed > 0 else ""
                 text = f"done, {_count(task.completed)} in {_clock(elapsed)}{rate}"
             else:
                 text = f"done in {_clock(elapsed)}"
@@ -128,7 +133,7 @@ class LineProgress(Progress):
         if task.total is not None and task.total <= 1:  # a step without a count (loading a model)
             return task.description, f"working, {_clock(task.elapsed)} so far"
         speed = task.speed
-        rate = f", {_count(speed)}/s" if speed else ""
+        rate = f", {_rate(speed)}" if speed else ""
         eta = f", ETA {_clock(task.time_remaining)}" if task.total and speed else ""
         return task.description, f"{self._done(task)}{rate}{eta}"
 
