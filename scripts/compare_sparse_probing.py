@@ -12,7 +12,8 @@ sae_bench/evals/sparse_probing code as its main.py `run_eval_single_dataset` doe
 `create_meaned_model_activations`, `get_sae_meaned_activations` (the SAE's TopK encode written
 out from its weights), `train_probe_on_activations` (torch probe on all dimensions: batch 250,
 100 epochs, lr 1e-2; sklearn on the top k) after `random.seed` / `torch.manual_seed` of the seed,
-and averages over classes. Each metric must agree within SAEBench's own test tolerance, 0.04
+and averages over classes. Over `--seeds` seeds (each draws its texts, negatives and probe inits
+anew, on both sides), each metric's mean must agree within SAEBench's own test tolerance, 0.04
 (tests/test_sparse_probing.py `test_end_to_end_different_seed`, the tolerance it allows between
 runs that differ in their random draws, as ours and SAEBench's do: SAEBench draws negatives and
 probe inits from the global torch RNG).
@@ -61,16 +62,12 @@ def _ours(args) -> int:
         return 2
     lm = load_model(ModelRef(model_id, name=args.model), torch.device("cpu"))
     sae = load_sae(checkpoint)
-    settings = ProbingSettings("compare", DatasetRef(args.task), classes=tuple(args.classes), k=(1, 2, 5),
-                               train_size=args.train_size, test_size=args.test_size, seed=args.seed)
-    data = load_probing_data(settings)
     site = HookSite(args.layer)
-    ours = score_sparse_probing(lm, {"sae": (site, sae)}, settings, data=data)["sae"].metrics
 
-    def token_acts(texts: list[str]) -> torch.Tensor:
+    def token_acts(texts: list[str], ctx_len: int) -> torch.Tensor:
         """[n, ctx_len, d]: the site's output per token, zero at special and padding positions."""
-        encoded = _encode_texts(lm.tokenizer, texts, settings.ctx_len)
-        out = torch.zeros(len(texts), settings.ctx_len, lm.d_model)
+        encoded = _encode_texts(lm.tokenizer, texts, ctx_len)
+        out = torch.zeros(len(texts), ctx_len, lm.d_model)
         for i, ids in enumerate(encoded):
             tensor = torch.tensor([ids])
             acts, _ = capture(lm, tensor, [site])
@@ -78,38 +75,53 @@ def _ours(args) -> int:
             out[i, :len(ids)] = acts[site][0].float() * keep[0, :, None]
         return out
 
-    payload = {"seed": args.seed, "k": [1, 2, 5], "ours": ours, "k_sae": sae.k,
-               "W_enc": sae.W_enc.detach().float(), "b_enc": sae.b_enc.detach().float(),
-               "b_dec": sae.b_dec.detach().float()}
-    for split, part in (("train", data.train), ("test", data.test)):
-        acts = token_acts(part.texts)
-        payload[split] = {c: acts[[i for i, lab in enumerate(part.labels) if lab == c]] for c in data.classes}
-    out = Path(args.work) / "sparse_probing_compare.pt"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(payload, out)
+    seeds = list(range(args.seed, args.seed + args.seeds))
+    ours, paths = [], []
+    for seed in seeds:
+        settings = ProbingSettings("compare", DatasetRef(args.task), classes=tuple(args.classes), k=(1, 2, 5),
+                                   train_size=args.train_size, test_size=args.test_size, seed=seed)
+        data = load_probing_data(settings)
+        ours.append(score_sparse_probing(lm, {"sae": (site, sae)}, settings, data=data)["sae"].metrics)
+        payload = {"seed": seed, "k": [1, 2, 5], "k_sae": sae.k, "W_enc": sae.W_enc.detach().float(),
+                   "b_enc": sae.b_enc.detach().float(), "b_dec": sae.b_dec.detach().float()}
+        for split, part in (("train", data.train), ("test", data.test)):
+            acts = token_acts(part.texts, settings.ctx_len)
+            payload[split] = {c: acts[[i for i, lab in enumerate(part.labels) if lab == c]] for c in data.classes}
+        path = Path(args.work) / f"sparse_probing_compare_{seed}.pt"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(payload, path)
+        paths.append(str(path))
     # JAXTYPING_DISABLE: SAEBench's jaxtyping hints bind a train_dataset_size from the per-class tensors of
     # `train_probe_on_activations` and then refuse the two-class binary set it builds itself (2x that size)
     # in `train_sklearn_probe`, with jaxtyping 0.3; the checks are annotations only, the code is unchanged.
     environment = {**os.environ, "JAXTYPING_DISABLE": "1"}
-    result = subprocess.run([args.peers_python, __file__, "--saebench", str(out)], capture_output=True, text=True,
+    result = subprocess.run([args.peers_python, __file__, "--saebench", *paths], capture_output=True, text=True,
                             env=environment)
     if result.returncode != 0:
         print(result.stdout[-3000:], result.stderr[-3000:])
         return 1
-    theirs = json.loads(result.stdout.strip().splitlines()[-1])
+    theirs = [json.loads(line) for line in result.stdout.strip().splitlines()[-len(seeds):]]
     print(f"task {args.task} classes {', '.join(data.classes)}; model {model_id} layer {args.layer}; "
-          f"train/test texts per class {args.train_size // 2}/{args.test_size // 2}; seed {args.seed}")
-    print(f"{'metric':<26}{'sae-bench':>10}{'SAEBench':>10}{'diff':>8}")
+          f"train/test texts per class {args.train_size // 2}/{args.test_size // 2}; seeds {', '.join(map(str, seeds))}")
+    print(f"{'metric':<26}{'sae-bench':>10}{'SAEBench':>10}{'diff':>8}{'max |diff| of a seed':>22}")
     worst = 0.0
-    for name in sorted(theirs):
-        diff = ours[name] - theirs[name]
-        worst = max(worst, abs(diff))
-        print(f"{name:<26}{ours[name]:>10.4f}{theirs[name]:>10.4f}{diff:>+8.4f}")
-    print(f"largest difference {worst:.4f} (tolerance {TOLERANCE}): {'agree' if worst <= TOLERANCE else 'DISAGREE'}")
+    for name in sorted(theirs[0]):
+        a = sum(o[name] for o in ours) / len(seeds)
+        b = sum(t[name] for t in theirs) / len(seeds)
+        per_seed = max(abs(o[name] - t[name]) for o, t in zip(ours, theirs))
+        worst = max(worst, abs(a - b))
+        print(f"{name:<26}{a:>10.4f}{b:>10.4f}{a - b:>+8.4f}{per_seed:>22.4f}")
+    print(f"largest difference of the means over seeds {worst:.4f} (tolerance {TOLERANCE}): "
+          f"{'agree' if worst <= TOLERANCE else 'DISAGREE'}")
     return 0 if worst <= TOLERANCE else 1
 
 
-def _saebench(path: str) -> None:
+def _saebench(paths: list[str]) -> None:
+    for path in paths:
+        _saebench_one(path)
+
+
+def _saebench_one(path: str) -> None:
     """Runs in SAEBench's venv: prints its metrics as one JSON line."""
     import contextlib
     import io
@@ -151,7 +163,7 @@ def _saebench(path: str) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--saebench", help=argparse.SUPPRESS)
+    parser.add_argument("--saebench", nargs="+", help=argparse.SUPPRESS)
     parser.add_argument("--db", default="results/demo.duckdb")
     parser.add_argument("--model", default="base")
     parser.add_argument("--layer", type=int, default=3)
@@ -160,6 +172,7 @@ def main() -> int:
     parser.add_argument("--train-size", type=int, default=480)
     parser.add_argument("--test-size", type=int, default=120)
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--seeds", type=int, default=5, help="seeds compared (each draws its own texts and probes)")
     parser.add_argument("--peers-python", default="/work/peers/bin/python")
     parser.add_argument("--work", default="/tmp/sae-bench-compare")
     args = parser.parse_args()
