@@ -171,3 +171,31 @@ def test_piped_run_prints_progress_lines_while_it_runs(tmp_path):
     assert any("/24,000 (" in line for line in out)  # training counts its tokens
     assert all(len(line) <= 80 for line in out), [line for line in out if len(line) > 80]
     assert not any("━" in line for line in out)  # no bar frames in a pipe
+
+
+def test_run_tables_put_sparse_probing_in_a_table_of_its_own(tmp_path):
+    """Probing scores have none of the core columns: they get their own table (SAE and model
+    top-1 and all-latent test accuracy), its numbers the means of the stored probe rows."""
+    from suite.store import Store
+    from suite.tables import model_tables
+
+    db = tmp_path / "probe.duckdb"
+    text = (TINY_SPEC.replace('models = ["base", "finetune"]', 'models = ["base"]').replace(
+        "layers = [0, 1, 2]", "layers = [1]") + "\n[absorption]\nenabled = false\n"
+        "[probing.chapters]\ndataset = {{ path = \"builtin:pyref-chapters\" }}\ntrain_size = 120\n"
+        "test_size = 40\nctx_len = 64\nk = [1]\n").format(db=db)
+    assert cli_main(["run", str(write_spec(tmp_path, text))]) == 0
+    with duckdb.connect(str(db), read_only=True) as con:
+        means = dict(con.execute("select inputs || coalesce('_top_' || k, ''), avg(accuracy) from sparse_probing "
+                                 "group by all").fetchall())
+        sae_ids = [r[0] for r in con.execute("select sae_id from saes").fetchall()]
+    for width in (80, 200):
+        console = Console(file=io.StringIO(), width=width, record=True, color_system=None)
+        for table in model_tables(Store(db), sae_ids, width):
+            console.print(table)
+        lines = console.export_text().splitlines()
+        assert_fits(lines, width, ["base (builtin:tiny-base): sparse probing test accuracy"])
+        row = next(line for line in lines if "chapters" in line).replace("│", " ").split()
+        assert row == ["1", "chapters", *(f"{means[name]:.3f}" for name in ("sae_top_1", "llm_top_1", "sae", "llm"))]
+        core = lines[:next(i for i, line in enumerate(lines) if "sparse probing" in line)]
+        assert not any("chapters" in line for line in core) and any("pyref" in line for line in core)
