@@ -200,8 +200,29 @@ def plain_table(cols: Sequence[Col], rows: Sequence[Sequence[Cell]], width: int,
     naturals = [_natural(col, c) for col, c in zip(cols, cells)]
     if sum(naturals) + 2 * (len(cols) - 1) > width or any(len(_lines(c)) > 1 for row in rows for c in row):
         return records(cols, rows, title, fold=False)
-    whole = [Col(col.header, True, col.justify) for col in cols]
-    return _table(whole, rows, None, "compact", title=title, plain=True)
+    return PlainColumns(cols, rows, naturals, title)
+
+
+class PlainColumns:
+    """What a frameless table with whole values prints (two spaces between columns, each padded
+    to its widest value), written line by line: a rich Table renders ~0.4 ms a row, 8 s for the
+    20,000 rows of a lab's results file, this ~100x less."""
+
+    def __init__(self, cols: Sequence[Col], rows: Sequence[Sequence[Cell]], widths: list[int], title: str | None):
+        self.cols, self.rows, self.widths, self.title = list(cols), rows, widths, title
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        if self.title:
+            yield Text(self.title)
+        lines = []
+        for row in [[col.header for col in self.cols], *self.rows]:
+            line = Text()
+            for index, (col, cell, width) in enumerate(zip(self.cols, row, self.widths)):
+                text, pad = _text(cell), " " * (width - cell_len(_text(cell).plain))
+                line.append("  " if index else "")
+                line.append_text(Text(pad) + text if col.justify == "right" else text + Text(pad))
+            lines.append(line)
+        yield Text("\n", no_wrap=True, overflow="ignore").join(lines)
 
 
 __all__ = ["MAX_WRAPPED_LINES", "WRAP_MIN", "Cell", "Col", "fit_table", "plain_table", "records"]
