@@ -111,3 +111,28 @@ def test_report_shows_the_stored_probing_numbers_per_layer(probed, capsys):
     assert "| Layer | Dataset | LLM | SAE | SAE top 1 | SAE top 5 |" in out
     for layer, *values in stored:
         assert f"| {layer} | chapters | " + " | ".join(f"{v:.3f}" for v in values) + " |" in out
+
+
+async def test_tui_sae_screen_shows_the_stored_probing_numbers_and_gate(probed):
+    from rich.text import Text
+    from textual.widgets import DataTable
+
+    from tui.app import JobScreen, SaeBenchApp
+
+    db, *_ = probed
+    sae_id, value, passed = rows(db, "select s.sae_id, m.value, g.passed from current_scores s join metrics m "
+                                     "using (score_id) join gates g using (score_id, metric) where s.eval_name = "
+                                     "'chapters' and m.metric = 'sae_top_1_test_accuracy' order by 1 limit 1")[0]
+    app = SaeBenchApp(db)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        app.push_screen(JobScreen(sae_id))
+        await pilot.pause()
+        table = app.screen.query_one("#metrics", DataTable)
+        headers = [str(c.label) for c in table.columns.values()]
+        assert headers == ["metric", "pylib", "pyref", "chapters"]  # dataset evals, then probing
+        cells = {str(table.get_row_at(i)[0]): table.get_row_at(i) for i in range(table.row_count)}
+        shown = cells["sae_top_1_test_accuracy"][3]
+        text = shown.plain if isinstance(shown, Text) else str(shown)
+        assert text == f"{value:.4g}" + (" ✓" if passed else " ✗")
+        assert {"llm_test_accuracy", "sae_test_accuracy", "sae_top_5_test_accuracy"} <= set(cells)

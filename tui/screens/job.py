@@ -70,16 +70,17 @@ class JobScreen(DataScreen):
         self.query_one("#settings", Static).update(text)
         row = next((r for m in report.models.values() for r in m.rows if r.sae_id == self.sae_id), None)
         if row is not None:
-            self.show_metrics(row)
+            self.show_metrics(row, report.probing_names)
         tokens = [r["tokens"] for r in log]
         for name in CURVES:
             draw_lines(self.query_one(f"#curve-{name}", PlotextPlot), name, "tokens",
                        [(None, tokens, [r[name] for r in log])])
 
-    def show_metrics(self, row: LayerRow) -> None:
+    def show_metrics(self, row: LayerRow, probing: list[str] = ()) -> None:  # type: ignore[assignment]
         table = self.query_one("#metrics", DataTable)
         table.clear(columns=True)
-        evals = sorted(row.evals, key=lambda name: (name == "absorption", name))  # dataset evals first
+        # dataset evals first, then absorption, then the sparse-probing datasets
+        evals = sorted(row.evals, key=lambda name: (name in probing, name == "absorption", name))
         table.add_columns("metric", *(Text(e) for e in evals))
         verdicts = {(g.eval_name, g.metric): g for g in row.gates}
         metrics = sorted({m for c in row.evals.values() for m in c.values})
