@@ -121,7 +121,8 @@ def test_finance_plan_is_the_reference_study(capsys):
         assert (ref.train.ctx_len, ref.train.lr, ref.train.batch_size) == (1024, 1e-3, 8)
         assert (ref.train.dataset.path, ref.train.dataset.name) == ("wikitext", "wikitext-103-raw-v1")
     assert {(t.name, t.dataset_label) for t in score_tasks(spec)} == {
-        ("wikitext", "wikitext:wikitext-103-raw-v1:test"), ("squad", "squad:validation"), ("absorption", None)}
+        ("wikitext", "wikitext:wikitext-103-raw-v1:test"), ("squad", "squad:validation"), ("absorption", None),
+        ("bias_in_bios_set1", "LabHC/bias_in_bios:train"), ("ag_news", "fancyzhx/ag_news:train")}
     assert main(["plan", str(ROOT / "specs" / "finance.toml")]) == 0
     out = capsys.readouterr().out
     assert "10 SAE(s)" in out and out.count("meta-llama/Llama-2-7b-hf") == 5 and "10 to train" in out
