@@ -149,7 +149,11 @@ def model_blocks(report: Report, model: ModelReport) -> list[Block]:
         blocks.append(config)
     if model.rows:
         blocks.append(layer_table(report, model))
+        from suite.report_core import CORE_NOTE, core_table
         from suite.report_probing import PROBING_NOTE, probing_table
+
+        if (core := core_table(report, model)) is not None:
+            blocks += [Paragraph(CORE_NOTE), core]
 
         if (probing := probing_table(report, model)) is not None:
             blocks += [Paragraph(PROBING_NOTE), probing]
