@@ -53,7 +53,11 @@ def _ticks(low: float, high: float) -> list[float]:
 def _fmt(value: float, percent: bool) -> str:
     if percent:
         return f"{100 * value:.4g}%"
-    if value != 0 and (abs(value) >= 1e5 or abs(value) < 1e-3):
+    if abs(value) >= 1e6:
+        return f"{value / 1e6:.4g}M"
+    if abs(value) >= 1e4:
+        return f"{value / 1e3:.4g}k"
+    if value != 0 and abs(value) < 1e-3:
         return f"{value:.2g}"
     return f"{value:.4g}"
 

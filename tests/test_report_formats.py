@@ -154,6 +154,21 @@ def test_html_tables_equal_the_store(html):
         assert significant == ("yes" if a_hi < b_lo or b_hi < a_lo else "no")
 
 
+def test_core_metrics_table_equals_the_store(html):
+    db, text = html
+    page = parse(text)
+    tables = [t for t in page.tables if t["kind"] == "core"]
+    assert {t["model"] for t in tables} == {"base", "finetune"}
+    for table in tables:
+        header, *rows = table["rows"]
+        assert header[:4] == ["Layer", "Eval", "KL score", "Expl. var."]
+        assert len(rows) == 6  # 3 layers x 2 evals
+        for layer, eval_name, kl, ev, cossim, *_ in rows:
+            stored = sql(db, "select kl_score, explained_variance, cossim from layer_summary where model = ? and "
+                             "layer = ? and eval_name = ?", [table["model"], int(layer), eval_name])[0]
+            assert [kl, ev, cossim] == [f"{v:.3f}" for v in stored]
+
+
 def test_html_charts_plot_the_stored_values(html):
     db, text = html
     page = parse(text)
@@ -266,3 +281,30 @@ def test_rich_report_fits_the_width(tiny_run, monkeypatch, capsys, width):
     assert f"{100 * avg:.2f}%" in out
     if width == 200:
         assert "Loss recovered (pylib)" in out  # a table, not records
+def test_committed_demo_html_matches_the_committed_markdown():
+    """docs/demo-report.html and .md come from one run (docs/make-demo-report.sh): same cells."""
+    text = (DOCS / "demo-report.html").read_text(encoding="utf-8")
+    page = parse(text)
+    assert_self_contained(page, text)
+    md = (DOCS / "demo-report.md").read_text(encoding="utf-8")
+    md_rows = [[c.strip() for c in line.strip("|").split(" | ")] for line in md.splitlines()
+               if line.startswith("| ") and not line.startswith("|---")]
+    html_rows = [row for t in page.tables for row in t["rows"]]
+    assert len(html_rows) == len(md_rows) > 10
+    assert [r for r in html_rows] == [[c.replace("\\|", "|") for c in r] for r in md_rows]
+    assert len(page.points) >= 5 and page.bars
+
+
+def test_committed_demo_json_is_strict_and_matches_the_html():
+    doc = strict_loads((DOCS / "demo-report.json").read_text(encoding="utf-8"))
+    page = parse((DOCS / "demo-report.html").read_text(encoding="utf-8"))
+    layers = {t["model"]: t["rows"] for t in page.tables if t["kind"] == "layers"}
+    assert doc["version"] == 1 and {m["name"] for m in doc["models"]} == set(layers)
+    for model in doc["models"]:
+        header, *rows = layers[model["name"]]
+        column = header.index("Loss recovered (pyref)")
+        for layer, row in zip(model["layers"], rows):
+            entry = layer["evals"]["pyref"]["loss_recovered"]
+            low, high = entry["ci"]
+            assert row[0] == str(layer["layer"])
+            assert row[column] == f"{100 * entry['value']:.2f}% [{100 * low:.2f}, {100 * high:.2f}]"
