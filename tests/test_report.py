@@ -72,7 +72,7 @@ def test_means_and_ranges_are_the_rows_shown(markdown):
                           "having bool_and(passed))", [model])
         assert summary["Fully healthy layers"][column] == f"{healthy[0][0]}/3"
     # the per-layer cells are the stored values, rounded
-    shown = table_rows(text, "Layer | Eval")  # the per-layer comparison table
+    shown = table_rows(text, "Layer | Eval | Loss recovered base")  # the per-layer comparison table
     for layer, eval_name, lr_base, *_ in shown:
         (value,) = sql(db, "select loss_recovered from layer_summary where model='base' and layer=? and eval_name=?",
                        [int(layer), eval_name])[0]
@@ -82,7 +82,7 @@ def test_means_and_ranges_are_the_rows_shown(markdown):
 def test_significance_follows_the_stored_intervals(markdown):
     db, text = markdown
     for layer, eval_name, *_, delta_cell, significant, _, _, _, _ in [
-            r[:2] + r[2:] for r in table_rows(text, "Layer | Eval")]:
+            r[:2] + r[2:] for r in table_rows(text, "Layer | Eval | Loss recovered base")]:
         (a_lo, a_hi), (b_lo, b_hi) = [sql(db, "select loss_recovered_ci_low, loss_recovered_ci_high from layer_summary "
                                               "where model = ? and layer = ? and eval_name = ?",
                                           [m, int(layer), eval_name])[0] for m in ("base", "finetune")]

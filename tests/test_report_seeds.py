@@ -117,7 +117,12 @@ def _layer_rows(text: str, model: str) -> list[list[str]]:
     section = next(s for s in text.split("\n## ") if s.startswith(f"{model} ("))
     lines = section.splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith("| Layer | Seeds |"))
-    return [[c.strip() for c in line.strip("|").split(" | ")] for line in lines[start + 2:] if line.startswith("|")]
+    rows = []
+    for line in lines[start + 2:]:
+        if not line.startswith("|"):
+            break
+        rows.append([c.strip() for c in line.strip("|").split(" | ")])
+    return rows
 
 
 def test_markdown_has_one_row_per_layer_with_mean_and_std(seeded_db):
