@@ -35,8 +35,8 @@ def sparse_probe_batch(train_words: int, requested: int = 0) -> tuple[int, str |
     `requested` 0 chooses the batch from the number of train words: SAEBench's 4096, lowered so
     an epoch has at least MIN_STEPS_PER_EPOCH Adam steps. SAEBench's 4096 on a vocabulary with
     few train words gives one step per epoch (50 in all), too few to rank the latents: on the
-    planted test its absorption comes out 0.73-0.90 for a true 0.088; SAEBench's code errs the
-    same way. A requested batch that leaves fewer steps is used as given, with a warning."""
+    planted test its absorption comes out 0.27-0.35 for a true 0.0865 (seeds 42, 0, 1);
+    SAEBench's code errs the same way. A requested batch that leaves fewer steps is used as given, with a warning."""
     if requested:
         steps = math.ceil(train_words / requested) if train_words else 0
         if steps < MIN_STEPS_PER_EPOCH:
