@@ -3,6 +3,7 @@ every number checked against independent SQL over the DuckDB file."""
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import shutil
@@ -12,8 +13,10 @@ from pathlib import Path
 import duckdb
 import pytest
 from rich.cells import cell_len
+from rich.console import Console
 
-from suite.cli import main
+from suite.cli import build_parser, main
+from suite.cli.results import cmd_report
 from suite.report import compare, load_report
 from suite.report_format import TableBlock, report_blocks
 from suite.store import Store
@@ -259,12 +262,20 @@ def test_json_schema_is_documented():
         assert f"`{key}`" in doc, key
 
 
+@pytest.mark.parametrize("tty", [False, True], ids=["piped", "tty"])
 @pytest.mark.parametrize("width", [80, 200])
-def test_rich_report_fits_the_width(tiny_run, monkeypatch, capsys, width):
+def test_rich_report_fits_the_width(tiny_run, monkeypatch, capsys, width, tty):
     _, db, *_ = tiny_run
-    monkeypatch.setenv("COLUMNS", str(width))
-    assert main(["report", str(db), "--compare", "base", "finetune"]) == 0
-    out = capsys.readouterr().out
+    args = ["report", str(db), "--compare", "base", "finetune"]
+    if tty:  # a terminal of that width: colours on, the same layout
+        console = Console(force_terminal=True, width=width, record=True, file=io.StringIO(), emoji=False)
+        assert cmd_report(build_parser().parse_args(args), console) == 0
+        assert "\x1b[" in console.file.getvalue()
+        out = console.export_text()
+    else:
+        monkeypatch.setenv("COLUMNS", str(width))
+        assert main(args) == 0
+        out = capsys.readouterr().out
     assert max(cell_len(line) for line in out.splitlines()) <= width
     assert "…" not in out  # nothing cut
     for needed in ("builtin:tiny-base", "builtin:tiny-finetune", "Fully healthy layers"):
