@@ -23,6 +23,7 @@ code{background:#f6f8fa;padding:.1em .3em;border-radius:4px;font-size:.92em}
 th,td{border:1px solid #d0d7de;padding:4px 8px;text-align:left;vertical-align:top}th{background:#f6f8fa}
 td.num{white-space:nowrap}tr.healthy td.health{background:#dafbe1}tr.partial td.health{background:#fff8c5}
 tr.unhealthy td.health{background:#ffebe9}
+nav{margin:.8em 0;padding:.5em .8em;background:#f6f8fa;border-radius:6px}nav a{color:#0969da}
 .legend-key span{display:inline-block;padding:1px 8px;margin-right:6px;border-radius:4px}
 .charts{display:flex;flex-wrap:wrap;gap:12px}figure{margin:0;border:1px solid #d0d7de;border-radius:6px;padding:4px}
 svg.chart{max-width:100%;height:auto}
@@ -59,9 +60,10 @@ def _table(block: TableBlock) -> str:
         "</tbody></table></div>"
 
 
-def _block(block: Block) -> str:
+def _block(block: Block, anchor: str = "") -> str:
     if isinstance(block, Heading):
-        return f"<h{block.level}>{_inline(block.text)}</h{block.level}>"
+        ident = f' id="{anchor}"' if anchor else ""
+        return f"<h{block.level}{ident}>{_inline(block.text)}</h{block.level}>"
     if isinstance(block, Paragraph):
         return f"<p>{_inline(block.text)}</p>"
     if isinstance(block, Bullets):
@@ -87,8 +89,15 @@ def to_html(report: Report, comparison: Comparison | None, store: Store | None =
     key = ('<p class="legend-key">Health: <span style="background:#dafbe1">all gates pass</span>'
            '<span style="background:#fff8c5">at least half pass</span>'
            '<span style="background:#ffebe9">fewer than half pass</span></p>')
-    body = [_block(blocks[0]), *(_block(b) for b in blocks[1:3]), key, *(_block(b) for b in blocks[3:])]
-    body += _charts(all_charts(report, store))
+    charts = all_charts(report, store)
+    anchors = {i: f"s{i}" for i, b in enumerate(blocks) if isinstance(b, Heading) and b.level == 2}
+    contents = [(f"#{anchors[i]}", blocks[i].text) for i in sorted(anchors)]  # type: ignore[union-attr]
+    contents += [(f"#{k}", title) for k, title, _ in SECTIONS if any(c.section == k for c in charts)]
+    nav = ('<nav><strong>Contents:</strong> ' + " · ".join(f'<a href="{href}">{_inline(text)}</a>'
+                                                          for href, text in contents) + "</nav>")
+    body = [_block(blocks[0]), *(_block(b) for b in blocks[1:3]), key, nav,
+            *(_block(b, anchors.get(i + 3, "")) for i, b in enumerate(blocks[3:]))]
+    body += _charts(charts)
     return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
             "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
             f"<meta name=\"generator\" content=\"sae-bench\">\n<title>{escape(title)}</title>\n"

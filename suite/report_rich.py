@@ -9,7 +9,7 @@ from rich.markdown import Markdown
 from rich.text import Text
 
 from suite.fit import Col, fit_table
-from suite.report_blocks import Block, TableBlock
+from suite.report_blocks import Block, Heading, TableBlock
 from suite.report_md import to_markdown
 
 STYLES = {"healthy": "green", "partial": "yellow", "unhealthy": "red"}
@@ -28,8 +28,13 @@ def _table(block: TableBlock, width: int):
 
 
 def to_console(blocks: list[Block], console: Console) -> None:
-    for block in blocks:
+    """Blocks in order; a blank line before each section heading and after each table, so the
+    report reads in a pipe or a CI log where headings carry no style."""
+    for index, block in enumerate(blocks):
         if isinstance(block, TableBlock):
             console.print(_table(block, console.width))
+            console.print()
         else:
+            if isinstance(block, Heading) and index and not isinstance(blocks[index - 1], TableBlock):
+                console.print()
             console.print(Markdown(to_markdown([block])))
