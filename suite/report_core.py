@@ -16,7 +16,7 @@ CORE_COLUMNS = (  # (metric, header, digits)
     ("l1", "L1", 2),
 )
 CORE_NOTE = ("Reconstruction and KL per eval: KL score (KL_zero − KL_sae) / KL_zero; explained variance "
-             "1 − FVU; cosine similarity and L2 ratio of x̂ to x; MSE per dimension; L1 of the latents.")
+             "1 − FVU; cosine similarity and L2 ratio of the reconstruction x_hat to x; MSE per dimension; L1 of the latents.")
 
 
 def core_table(report: Report, model: ModelReport) -> TableBlock | None:
