@@ -156,6 +156,7 @@ class GroupTraining:
     seconds: float
     tokens: int
     fingerprint: str  # sha256 of the token windows the group consumed
+    windows: int = 0  # token windows (batches of ctx_len sequences) forwarded through the model
 
     @property
     def tokens_per_second(self) -> float:
@@ -223,7 +224,7 @@ def train_group(lm: LoadedModel, train: TrainSettings, jobs: list[Job], reporter
     label = f"training {len(jobs)} SAE(s) on {lm.ref.name or lm.ref.id}, layers {layers}"
     task = progress.add_task(label, total=train.tokens) if progress else None
     fingerprint = hashlib.sha256()
-    consumed = 0
+    consumed = forwarded = 0
     last_flush = time.monotonic()
     start = time.perf_counter()
 
@@ -245,6 +246,7 @@ def train_group(lm: LoadedModel, train: TrainSettings, jobs: list[Job], reporter
     windows = iter_windows(train.dataset, lm.tokenizer, train.ctx_len, train.batch_size, repeat=True)
     try:
         for input_ids in windows:
+            forwarded += 1
             fingerprint.update(input_ids.numpy().astype("int64").tobytes())
             acts, _ = capture(lm, input_ids, sites)
             keep = ~special_mask(input_ids.to(lm.device), special)
@@ -264,4 +266,4 @@ def train_group(lm: LoadedModel, train: TrainSettings, jobs: list[Job], reporter
         trainer.flush(reporter)
     if lm.device.type == "cuda":
         torch.cuda.synchronize()
-    return GroupTraining(trainers, time.perf_counter() - start, consumed, fingerprint.hexdigest())
+    return GroupTraining(trainers, time.perf_counter() - start, consumed, fingerprint.hexdigest(), forwarded)
