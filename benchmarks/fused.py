@@ -1,6 +1,7 @@
 """Benchmark: fused SAE training (harness.fused) vs one SAE at a time, in one process.
 
-Two measurements, interleaved repeats, medians of per-repeat ratios:
+Two measurements, interleaved repeats, medians of per-repeat ratios (of CPU times on a CPU, wall
+times on a GPU: benchmarks/clock.py):
   steps: the SAE steps alone on activations captured once from the model (no forward pass), for
          the unfused path, the fused stack with dense decoding and the fused stack with sparse
          decoding (gathered decoder rows, sparse encoder backward): what `choose_decoder` rests on.
@@ -16,11 +17,11 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import time
 
 import torch
 
 import harness.fused as fused
+from benchmarks.clock import Timed, clock
 from harness.activations import HookSite, capture
 from harness.models import load_model, pick_device
 from harness.tokens import iter_windows, special_mask
@@ -49,21 +50,25 @@ def _batches(lm, train: TrainSettings, sites: list[HookSite], steps: int) -> lis
     return out
 
 
+def _seconds(t: Timed, device: torch.device) -> float:
+    return t.wall if device.type == "cuda" else t.cpu  # see benchmarks/clock.py
+
+
 def time_steps(lm, jobs: list[Job], batches: list[dict], mode: str) -> float:
     """Seconds for len(batches) SAE steps of every job, fresh SAEs each time."""
     trainers = [SaeTrainer.create(job, lm.d_model, lm.device) for job in jobs]
     sites = [HookSite(job.layer, job.sae.hook) for job in jobs]
     stack = None if mode == "unfused" else fused.FusedTopK(trainers, mode)
     _sync(lm.device)
-    start = time.perf_counter()
-    for batch in batches:
-        if stack is None:
-            for trainer, site in zip(trainers, sites):
-                trainer.train_step(batch[site])
-        else:
-            stack.train_step([batch[site] for site in sites])
-    _sync(lm.device)
-    return time.perf_counter() - start
+    with clock() as t:
+        for batch in batches:
+            if stack is None:
+                for trainer, site in zip(trainers, sites):
+                    trainer.train_step(batch[site])
+            else:
+                stack.train_step([batch[site] for site in sites])
+        _sync(lm.device)
+    return _seconds(t, lm.device)
 
 
 def main() -> None:
@@ -108,8 +113,9 @@ def main() -> None:
         train_group(lm, train, jobs[:1], _Quiet())  # warm-up: tokenizer, dataset cache, kernels
         for _ in range(args.repeats):
             for name in grid:
-                result = train_group(lm, train, jobs, _Quiet(), fuse=name == "fused")
-                grid[name].append(result.tokens * len(jobs) / result.seconds)
+                with clock() as t:
+                    result = train_group(lm, train, jobs, _Quiet(), fuse=name == "fused")
+                grid[name].append(result.tokens * len(jobs) / _seconds(t, lm.device))
         report["grid_decoder"] = fused.choose_decoder(lm.d_model, args.latents, args.k, lm.device)
         report["grid_sae_tokens_per_s"] = {name: [round(r) for r in rates] for name, rates in grid.items()}
         report["grid_speedup_fused_vs_unfused"] = round(statistics.median(

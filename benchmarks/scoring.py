@@ -7,7 +7,8 @@ stopped after the SAE's layer (`get_sparsity_and_variance_metrics`, `stop_at_lay
 the same reconstruction statistics as sae-bench (`ReconstructionStats`), so the two differ in
 their forward passes only. Both scorers
 see the same model, SAEs and token batches in this process, in interleaved repeats; the output
-is the ratio of their times, and the largest difference between their CE/KL scores.
+is the ratio of their times (CPU times on a CPU, wall times on a GPU: benchmarks/clock.py), and
+the largest difference between their scores.
 
     python benchmarks/scoring.py [--model builtin:demo-base] [--layers 1,3,5] [--saes-per-layer 1]
         [--tokens 8192] [--sparsity-tokens 8192] [--repeats 3] [--threads 1] [--device cpu]
@@ -18,10 +19,10 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import time
 
 import torch
 
+from benchmarks.clock import Timed, clock
 from harness.activations import HookSite
 from harness.evals.core import score_core
 from harness.metrics import ReconstructionStats
@@ -139,23 +140,27 @@ def main() -> None:
         return naive_scores(lm, saes, batches, recon, sparsity)
 
     ours(), naive()  # warm-up (kernels, allocator, tokenizer)
-    times: dict[str, list[float]] = {"ours": [], "naive": []}
+    times: dict[str, list[Timed]] = {"ours": [], "naive": []}
     results = {}
     for _ in range(args.repeats):
         for name, fn in (("naive", naive), ("ours", ours)):
-            start = time.perf_counter()
-            results[name] = fn()
-            if lm.device.type == "cuda":
-                torch.cuda.synchronize()
-            times[name].append(time.perf_counter() - start)
-    ratios = [o / n for o, n in zip(times["ours"], times["naive"])]
+            with clock() as t:
+                results[name] = fn()
+                if lm.device.type == "cuda":
+                    torch.cuda.synchronize()
+            times[name].append(t)
+    by = "wall" if lm.device.type == "cuda" else "cpu"  # see benchmarks/clock.py
+    ratios = [getattr(o, by) / getattr(n, by) for o, n in zip(times["ours"], times["naive"])]
+    wall_ratios = [o.wall / n.wall for o, n in zip(times["ours"], times["naive"])]
     worst = max(abs(results["ours"][k][m] - results["naive"][k][m])
                 for k in saes for m in ("loss_recovered", "kl_score", "l0", "explained_variance", "mse"))
     print(json.dumps({
         "model": args.model, "device": lm.device_name, "threads": args.threads, "saes": len(saes),
         "layers": args.layers, "ce_kl_tokens": recon * ev.batch_tokens, "sparsity_tokens": sparsity * ev.batch_tokens,
-        "naive_s": [round(t, 2) for t in times["naive"]], "ours_s": [round(t, 2) for t in times["ours"]],
+        "clock": by, "naive_s": [round(getattr(t, by), 2) for t in times["naive"]],
+        "ours_s": [round(getattr(t, by), 2) for t in times["ours"]],
         "time_ratio_ours_vs_naive": [round(r, 3) for r in ratios],
+        "wall_time_ratio_ours_vs_naive": [round(r, 3) for r in wall_ratios],
         "median_ratio": round(statistics.median(ratios), 3),
         "max_abs_score_difference": worst,
     }, indent=2))

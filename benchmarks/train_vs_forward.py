@@ -6,7 +6,8 @@ stop after the deepest layer, special positions dropped, the shuffle buffer, eve
 the forward-only arm runs exactly the windows the training arm forwarded through the same
 capture, mask and buffer, with no SAE step. Arms alternate in one process; the ratio
 forward seconds / training seconds (= training tokens/s / forward-only tokens/s on the same
-windows) is reported per repeat and as the median. 1.0 would be training for free.
+windows) is reported per repeat and as the median, of CPU times on a CPU (benchmarks/clock.py)
+and of wall times on a GPU. 1.0 would be training for free.
 
     python benchmarks/train_vs_forward.py                       # the demo grid
     python benchmarks/train_vs_forward.py --model ~/.cache/sae-bench/gguf/<dir> --layers 4,9,15,21,26 \\
@@ -18,11 +19,11 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import time
 from dataclasses import replace
 
 import torch
 
+from benchmarks.clock import Timed, clock
 from harness.activations import HookSite, ShuffleBuffer, capture
 from harness.models import LoadedModel, load_model, pick_device
 from harness.tokens import iter_windows, special_mask
@@ -43,14 +44,13 @@ def make_jobs(lm: LoadedModel, train: TrainSettings, layers: list[int], settings
     return [Job(SaeRef(lm.ref, "resid_post", layer, train, settings), True, ()) for layer in layers]
 
 
-def forward_only(lm: LoadedModel, train: TrainSettings, layers: list[int], windows: int) -> float:
-    """Seconds to forward `windows` windows of the training stream through what training does
-    to them (capture up to the deepest layer, mask, shuffle buffer), without SAE steps."""
+def forward_only(lm: LoadedModel, train: TrainSettings, layers: list[int], windows: int) -> None:
+    """Forward `windows` windows of the training stream through what training does to them
+    (capture up to the deepest layer, mask, shuffle buffer), without SAE steps."""
     sites = [HookSite(layer) for layer in layers]
     buffer = ShuffleBuffer(train.buffer_batches * train.batch_tokens, train.batch_tokens,
                            torch.Generator().manual_seed(train.seed))
     stream = iter_windows(train.dataset, lm.tokenizer, train.ctx_len, train.batch_size, repeat=True)
-    start = time.perf_counter()
     try:
         for _, input_ids in zip(range(windows), stream):
             acts, _ = capture(lm, input_ids, sites)
@@ -60,7 +60,6 @@ def forward_only(lm: LoadedModel, train: TrainSettings, layers: list[int], windo
     finally:
         stream.close()
     sync(lm)
-    return time.perf_counter() - start
 
 
 def measure(lm: LoadedModel, train: TrainSettings, layers: list[int], settings: SaeSettings,
@@ -68,26 +67,32 @@ def measure(lm: LoadedModel, train: TrainSettings, layers: list[int], settings: 
     jobs = make_jobs(lm, train, layers, settings)
     warm = replace(train, tokens=min(train.tokens, 4 * train.batch_tokens))
     train_group(lm, warm, make_jobs(lm, warm, layers, settings), Quiet())  # warm-up: tokenizer, dataset, kernels
-    train_s: list[float] = []
-    forward_s: list[float] = []
+    trained: list[Timed] = []
+    forwarded: list[Timed] = []
     group: GroupTraining | None = None
     for _ in range(repeats):
-        group = train_group(lm, train, jobs, Quiet())
-        sync(lm)
-        assert not any(t.failure for t in group.trainers), [t.failure for t in group.trainers]
-        train_s.append(group.seconds)
-        forward_s.append(forward_only(lm, train, layers, group.windows))
+        with clock() as t:
+            group = train_group(lm, train, jobs, Quiet())
+            sync(lm)
+        assert not any(g.failure for g in group.trainers), [g.failure for g in group.trainers]
+        trained.append(t)
+        with clock() as f:
+            forward_only(lm, train, layers, group.windows)
+        forwarded.append(f)
     assert group is not None
     window_tokens = group.windows * train.batch_tokens
-    ratios = [f / t for f, t in zip(forward_s, train_s)]
+    by = "wall" if lm.device.type == "cuda" else "cpu"  # see benchmarks/clock.py
+    ratios = {kind: [getattr(f, kind) / getattr(t, kind) for f, t in zip(forwarded, trained)] for kind in ("cpu", "wall")}
     return {
         "model": lm.ref.id, "device": lm.device_name, "dtype": lm.loaded_dtype, "threads": torch.get_num_threads(),
         "layers": layers, "saes": len(jobs), "latents": settings.latents, "k": settings.k,
         "window": f"{train.batch_size}x{train.ctx_len}", "windows": group.windows, "sae_tokens_each": group.tokens,
-        "training_tokens_per_s": [round(window_tokens / t) for t in train_s],
-        "forward_only_tokens_per_s": [round(window_tokens / f) for f in forward_s],
-        "training_vs_forward_only": [round(r, 3) for r in ratios],
-        "median_ratio": round(statistics.median(ratios), 3),
+        "clock": by,
+        "training_tokens_per_s": [round(window_tokens / getattr(t, by)) for t in trained],
+        "forward_only_tokens_per_s": [round(window_tokens / getattr(f, by)) for f in forwarded],
+        "training_vs_forward_only_cpu": [round(r, 3) for r in ratios["cpu"]],
+        "training_vs_forward_only_wall": [round(r, 3) for r in ratios["wall"]],
+        "median_ratio": round(statistics.median(ratios[by]), 3),
     }
 
 
