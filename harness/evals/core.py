@@ -7,8 +7,9 @@ Per batch of eval windows (`ctx_len` tokens, BOS-led, documents joined with EOS)
   resume at the patched layer and share batched forwards (harness.evals.downstream);
 - sparsity batches (the first `sparsity_tokens`, from the stream's start again): the SAEs'
   codes and reconstructions of the non-special tokens (`get_sparsity_and_variance_metrics`).
-  Where a batch is also a CE/KL batch its clean activations are reused (the same tokens give the
-  same activations), otherwise a forward runs only up to the deepest hooked site.
+  Where a batch is also a CE/KL batch its clean activations and the SAEs' encodings made for
+  the patches are reused (the same tokens give the same activations and codes), otherwise a
+  forward runs only up to the deepest hooked site.
 """
 
 from __future__ import annotations
@@ -57,12 +58,14 @@ def score_core(lm: LoadedModel, saes: dict[str, ScoredSae], ev: EvalSettings,
             fingerprint.update(input_ids.numpy().astype("int64").tobytes())
             ids = input_ids.to(lm.device)
             keep = ~special_mask(ids, special_ids)
+            codes: dict = {}  # the patches' encodings, reused by the density statistics
             if index < recon_batches:
-                acts = downstream_batch(lm, ids, keep, sites, saes, {key: a.down for key, a in acc.items()})
+                acts = downstream_batch(lm, ids, keep, sites, saes, {key: a.down for key, a in acc.items()},
+                                        codes=codes if index < sparsity_batches else None)
             else:
                 acts, _ = capture(lm, ids, sites)
             if index < sparsity_batches:
-                _sparsity_batch(acts, keep, saes, acc)
+                _sparsity_batch(acts, keep, saes, acc, codes)
             done += 1
             if progress is not None:
                 progress.update(task, completed=done)
@@ -88,10 +91,14 @@ def score_core(lm: LoadedModel, saes: dict[str, ScoredSae], ev: EvalSettings,
 
 
 def _sparsity_batch(acts: dict, keep: torch.Tensor, saes: dict[str, ScoredSae],
-                    acc: dict[str, _SaeAccumulators]) -> None:
+                    acc: dict[str, _SaeAccumulators], codes: dict | None = None) -> None:
     sequence = torch.arange(keep.shape[0], device=keep.device)[:, None].expand_as(keep)[keep]
     cast: dict[HookSite, torch.Tensor] = {}
     for key, (site, sae) in saes.items():
+        if codes and key in codes:  # encoded for this batch's CE/KL patch already
+            x, latents, x_hat = codes[key]
+            acc[key].recon.add(x, x_hat, latents, sequence)
+            continue
         if site not in cast:
             cast[site] = acts[site][keep].float()  # once per site, shared by its SAEs
         x = cast[site]

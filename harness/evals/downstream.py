@@ -49,10 +49,11 @@ class _Reference:
 @torch.no_grad()
 def downstream_batch(lm: LoadedModel, ids: torch.Tensor, keep: torch.Tensor, sites: Sequence[HookSite],
                      saes: dict[str, tuple[HookSite, SparseAutoencoder]], stats: dict[str, DownstreamStats],
-                     per_forward: int | None = None) -> dict[HookSite, torch.Tensor]:
+                     per_forward: int | None = None, codes: dict | None = None) -> dict[HookSite, torch.Tensor]:
     """Adds this batch's CE/KL to `stats` (key -> the SAE's accumulator); returns the clean
     activations of every site. `per_forward` caps the patched runs per forward (default: what
-    `patches_per_forward` allows)."""
+    `patches_per_forward` allows). `codes`, when given, receives key -> (x, latents, x_hat) of
+    the non-special positions, so density and reconstruction reuse the patch's encoding."""
     clean = clean_run(lm, ids, sites)
     assert clean.logits is not None
     reference = _Reference(clean.logits, ids)
@@ -70,7 +71,7 @@ def downstream_batch(lm: LoadedModel, ids: torch.Tensor, keep: torch.Tensor, sit
             patches.append((None, lambda o=original: torch.zeros_like(o)))
         for key, (sae_site, sae) in saes.items():
             if sae_site == site:
-                patches.append((stats[key], lambda s=sae, o=original: _reconstruction(s, o, keep)))
+                patches.append((stats[key], lambda s=sae, o=original, k=key: _reconstruction(s, o, keep, codes, k)))
         for start in range(0, len(patches), per_forward):
             chunk = patches[start:start + per_forward]
             logits = patched_logits(lm, ids, site, [make() for _, make in chunk], clean)
@@ -86,7 +87,16 @@ def downstream_batch(lm: LoadedModel, ids: torch.Tensor, keep: torch.Tensor, sit
     return clean.acts
 
 
-def _reconstruction(sae: SparseAutoencoder, original: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
-    """The SAE's reconstruction at non-special positions; specials keep their activation."""
-    x_hat = sae.decode(sae.encode(original.float())).to(original.dtype)
-    return torch.where(keep[..., None], x_hat, original)
+def _reconstruction(sae: SparseAutoencoder, original: torch.Tensor, keep: torch.Tensor, codes: dict | None = None,
+                    key: str = "") -> torch.Tensor:
+    """The SAE's reconstruction at non-special positions; specials keep their activation. Only
+    the non-special positions are encoded (what the patch uses), once for the CE/KL patch and the
+    density statistics (`codes`)."""
+    x = original[keep].float()
+    latents = sae.encode(x)
+    x_hat = sae.decode(latents)
+    if codes is not None:
+        codes[key] = (x, latents, x_hat)
+    patched = original.clone()
+    patched[keep] = x_hat.to(original.dtype)
+    return patched
