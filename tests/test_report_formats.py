@@ -43,6 +43,7 @@ class Page(HTMLParser):
         self.tables: list[dict] = []
         self.points: dict[str, dict[str, list[tuple[float, float]]]] = {}  # chart -> series -> (x, y)
         self.bars: dict[str, dict[str, list[tuple[str, int]]]] = {}
+        self.whiskers: dict[str, dict[str, list[tuple[float, float]]]] = {}
         self.tags: list[tuple[str, dict]] = []
         self.text: list[str] = []
         self._cell: list[str] | None = None
@@ -67,6 +68,9 @@ class Page(HTMLParser):
         elif tag == "circle" and "data-y" in a:
             self.points.setdefault(self._chart, {}).setdefault(self._series, []).append(
                 (float(a["data-x"]), float(a["data-y"])))
+        elif tag == "line" and "data-low" in a:
+            self.whiskers.setdefault(self._chart, {}).setdefault(self._series, []).append(
+                (float(a["data-low"]), float(a["data-high"])))
         elif tag == "rect" and "data-bin" in a:
             self.bars.setdefault(self._chart, {}).setdefault(self._series, []).append(
                 (a["data-bin"], int(a["data-y"])))

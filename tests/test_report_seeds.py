@@ -198,3 +198,24 @@ def test_gate_summary_counts_layers(seeded_db, capsys):
     names = {c.name for c in load_checks(seeded_db)}
     assert "seeded::base::layer0::seed1::pyref::l0" in names or any("::seed1::" in n for n in names)
     assert len(names) == len(load_checks(seeded_db))  # seeds tell the checks apart
+
+
+def test_html_plots_seed_means_with_min_max_whiskers(seeded_db):
+    from test_report_formats import assert_self_contained, parse
+
+    out = seeded_db.parent / "seeded.html"
+    assert main(["report", str(seeded_db), "--compare", "base", "finetune", "--format", "html", "-o", str(out)]) == 0
+    text = out.read_text(encoding="utf-8")
+    page = parse(text)
+    assert_self_contained(page, text)
+    chart = "explained variance by layer (pyref)"
+    for model in ("base", "finetune"):
+        stored = sql(seeded_db, "select layer, avg(explained_variance), min(explained_variance), "
+                                "max(explained_variance) from layer_summary where model = ? and eval_name = 'pyref' "
+                                "group by layer order by layer", [model])
+        points = page.points[chart][model]
+        assert [x for x, _ in points] == [float(layer) for layer, *_ in stored]
+        assert [y for _, y in points] == pytest.approx([avg for _, avg, _, _ in stored], rel=1e-12)
+        assert page.whiskers[chart][model] == [(low, high) for _, _, low, high in stored]
+    layers = [t for t in page.tables if t["kind"] == "layers"]
+    assert [len(t["rows"]) - 1 for t in layers] == [2, 2]  # one row per layer, not per seed
