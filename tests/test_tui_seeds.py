@@ -49,7 +49,7 @@ async def test_one_row_per_layer_with_mean_spread_and_one_verdict(seeded):
             assert [plain(r[0]) for r in rows] == [str(layer) for layer, *_ in stats]  # one row per layer
             for row, (layer, avg, std, n) in zip(rows, stats):
                 assert n == len(SEEDS)
-                assert plain(row[1]) == f"{100 * avg:.2f}±{100 * std:.2f}%", layer
+                assert plain(row[1]) == f"{100 * avg:.1f}±{100 * std:.1f}%", layer
             verdicts = sql(db, """
                 select s.layer, count(*) filter (where ok), count(*) from (
                     select s.layer, g.metric, bool_and(g.passed) as ok from saes s

@@ -8,8 +8,10 @@ committed between `load_report`'s queries could name a score the previous query 
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
@@ -26,27 +28,43 @@ class PinnedStore(Store):
 
     def __init__(self, path: Path):
         super().__init__(path, lock_wait=LOCK_WAIT_SECONDS, snapshot_on_lock=True)
-        self._pinned: duckdb.DuckDBPyConnection | None = None
+        self._local = threading.local()  # the pinned connection, per thread (a refresh worker has its own)
 
     @contextmanager
     def session(self) -> Iterator[None]:
-        if self._pinned is not None:  # nested: already reading one state
+        if getattr(self._local, "con", None) is not None:  # nested: already reading one state
             yield
             return
         with super()._connect(read_only=True) as con:
-            self._pinned = con
+            self._local.con = con
             try:
                 yield
             finally:
-                self._pinned = None
+                self._local.con = None
 
     @contextmanager
     def _connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
-        if read_only and self._pinned is not None:
-            yield self._pinned
+        pinned = getattr(self._local, "con", None)
+        if read_only and pinned is not None:
+            yield pinned
             return
         with super()._connect(read_only) as con:
             yield con
+
+
+@dataclass(frozen=True)
+class Verdict:
+    eval_name: str
+    metric: str
+    passed: bool | None  # None: the gate does not apply (reason says why)
+    reason: str | None
+
+
+@dataclass
+class SaeScores:
+    values: dict[str, dict[str, float]]  # eval name -> metric -> stored value
+    gates: list[Verdict]
+    kinds: dict[str, str]  # eval name -> core | absorption | sparse_probing
 
 
 class StoreView:
@@ -76,6 +94,22 @@ class StoreView:
     def sae(self, sae_id: str) -> dict | None:
         rows = self.store.query_dicts("select * from saes where sae_id = ?", [sae_id])
         return rows[0] if rows else None
+
+    def scores(self, sae_id: str) -> SaeScores:
+        """One SAE's current metrics per eval and its gate verdicts (without building the report)."""
+        scores = SaeScores({}, [], {})
+        for eval_name, metric, value in self.store.query(
+                "select c.eval_name, m.metric, m.value from current_scores c join metrics m using (score_id) "
+                "where c.sae_id = ?", [sae_id]):
+            scores.values.setdefault(eval_name, {})[metric] = value
+        for eval_name, kind in self.store.query("select eval_name, eval_kind from current_scores where sae_id = ?",
+                                                [sae_id]):
+            scores.values.setdefault(eval_name, {})
+            scores.kinds[eval_name] = kind
+        scores.gates = [Verdict(*row) for row in self.store.query(
+            "select c.eval_name, g.metric, g.passed, g.reason from current_scores c join gates g using (score_id) "
+            "where c.sae_id = ? order by g.metric", [sae_id])]
+        return scores
 
     def train_log(self, sae_id: str) -> list[dict]:
         return self.store.query_dicts("select * from train_log where sae_id = ? order by step", [sae_id])

@@ -44,8 +44,10 @@ class CompareScreen(DataScreen):
             yield KeyedTable(id="deltas")
             yield PlotextPlot(id="by-layer")
 
-    def load(self) -> None:
-        report = self.view.report()
+    def fetch(self) -> Report:
+        return self.view.report()
+
+    def draw(self, report: Report) -> None:
         names = list(report.models)
         a, b = self.query_one("#model-a", Select), self.query_one("#model-b", Select)
         if self.chosen is not None and not set(self.chosen) <= set(names):
@@ -57,16 +59,17 @@ class CompareScreen(DataScreen):
                 self.chosen = (names[0], names[1])
             if self.chosen is not None:
                 a.value, b.value = self.chosen
-        self.draw(report)
+        self.draw_pair(report)
 
     @on(Select.Changed)
     def picked(self) -> None:
         a, b = self.query_one("#model-a", Select).value, self.query_one("#model-b", Select).value
-        if isinstance(a, str) and isinstance(b, str):
+        if isinstance(a, str) and isinstance(b, str) and (a, b) != self.chosen:
             self.chosen = (a, b)
-            self.action_refresh()
+            if self._last_data is not None:
+                self.draw(self._last_data)
 
-    def draw(self, report: Report) -> None:
+    def draw_pair(self, report: Report) -> None:
         summary = self.query_one("#summary", DataTable)
         summary.clear(columns=True)
         if self.chosen is None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -9,8 +11,8 @@ from textual.containers import Grid, VerticalScroll
 from textual.widgets import DataTable, Static
 from textual_plotext import PlotextPlot
 
-from suite.report import LayerRow
 from tui.screens.base import DataScreen
+from tui.view import SaeScores
 from tui.widgets.charts import draw_lines
 
 CURVES = ("loss", "fvu", "l0", "dead_fraction")
@@ -56,45 +58,46 @@ class JobScreen(DataScreen):
                 for name in CURVES:
                     yield PlotextPlot(id=f"curve-{name}", classes="curve")
 
-    def load(self) -> None:
+    def fetch(self) -> tuple[str, dict | None, SaeScores, list[dict]]:
+        sae_id = self.sae_id
         with self.view.session():  # one state of the file for the whole screen
-            sae = self.view.sae(self.sae_id)
-            report = self.view.report()
-            log = self.view.train_log(self.sae_id)
+            return sae_id, self.view.sae(sae_id), self.view.scores(sae_id), self.view.train_log(sae_id)
+
+    def draw(self, data: tuple[str, dict | None, SaeScores, list[dict]]) -> None:
+        sae_id, sae, scores, log = data
         if sae is None:
-            self.query_one("#settings", Static).update(Text(f"SAE {self.sae_id} is no longer in the file"))
+            self.query_one("#settings", Static).update(Text(f"SAE {sae_id} is no longer in the file"))
             return
         text = describe(sae)
         if len(self.sae_ids) > 1:
-            text.append(f"\nseed {self.sae_ids.index(self.sae_id) + 1} of {len(self.sae_ids)} of this layer (n: next)")
+            text.append(f"\nseed {self.sae_ids.index(sae_id) + 1} of {len(self.sae_ids)} of this layer (n: next)")
         self.query_one("#settings", Static).update(text)
-        row = next((r for m in report.models.values() for r in m.rows if r.sae_id == self.sae_id), None)
-        if row is not None:
-            self.show_metrics(row, report.probing_names)
+        self.show_metrics(scores)
         tokens = [r["tokens"] for r in log]
         for name in CURVES:
             draw_lines(self.query_one(f"#curve-{name}", PlotextPlot), name, "tokens",
                        [(None, tokens, [r[name] for r in log])])
 
-    def show_metrics(self, row: LayerRow, probing: list[str] = ()) -> None:  # type: ignore[assignment]
+    def show_metrics(self, scores: SaeScores) -> None:
         table = self.query_one("#metrics", DataTable)
         table.clear(columns=True)
         # dataset evals first, then absorption, then the sparse-probing datasets
-        evals = sorted(row.evals, key=lambda name: (name in probing, name == "absorption", name))
+        evals = sorted(scores.values, key=lambda name: (scores.kinds.get(name) == "sparse_probing",
+                                                        name == "absorption", name))
         table.add_columns("metric", *(Text(e) for e in evals))
-        verdicts = {(g.eval_name, g.metric): g for g in row.gates}
-        metrics = sorted({m for c in row.evals.values() for m in c.values})
+        verdicts = {(g.eval_name, g.metric): g for g in scores.gates}
+        metrics = sorted({m for values in scores.values.values() for m in values})
         for metric in metrics:
             cells = []
             for name in evals:
-                value = row.evals[name].values.get(metric)
+                value = scores.values[name].get(metric)
                 gate = verdicts.get((name, metric))
-                text = Text("n/a" if value is None else f"{value:.4g}")
+                text = Text("n/a" if value is None or math.isnan(value) else f"{value:.4g}")
                 if gate is not None and gate.passed is not None:
                     text.append(" ✓" if gate.passed else " ✗", style="green" if gate.passed else "red")
                 cells.append(text)
             table.add_row(metric, *cells)
-        not_applicable = {g.metric: g.reason for g in row.gates if g.passed is None and g.metric not in metrics}
+        not_applicable = {g.metric: g.reason for g in scores.gates if g.passed is None and g.metric not in metrics}
         for metric in sorted(not_applicable):
             table.add_row(metric, *[Text("n/a", style="dim") for _ in evals])
         reasons = Text("\n".join(f"{m} n/a: {r}" for m, r in sorted(not_applicable.items())), style="dim")

@@ -29,9 +29,12 @@ class RunsScreen(DataScreen):
         yield Label("Runs, newest first (times in UTC)", classes="title")
         yield KeyedTable(id="runs")
 
-    def load(self) -> None:
+    def fetch(self) -> list[dict]:
+        return self.view.runs()
+
+    def draw(self, runs: list[dict]) -> None:
         rows = []
-        for run in self.view.runs():
+        for run in runs:
             status = Text(run["status"], style=RUN_STATUS_STYLES.get(run["status"], ""))
             rows.append(Row(run["run_id"], [
                 Text(run["run_id"]), Text(run["suite"]), f"{run['started_at']:%m-%d %H:%M}", status,

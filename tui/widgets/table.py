@@ -15,6 +15,7 @@ from typing import Any
 from rich.console import RenderableType
 from rich.text import Text
 from textual.binding import Binding
+from textual.message import Message
 from textual.widgets import DataTable
 
 
@@ -41,25 +42,68 @@ def _sort_value(value: Any) -> tuple:
 
 
 class KeyedTable(DataTable):
-    """Row cursor; click a header (or press `o` / `O`) to sort by a column, again to reverse."""
+    """Row cursor; click a header (or press `o` / `O`) to sort by a column, again to reverse.
+    Past `page_size` rows it shows one page at a time (`]` / `[`): sorting orders every row,
+    and only a page's rows are built, so a table of thousands of SAEs stays quick."""
 
     BINDINGS = [
         Binding("o", "sort_next", "Sort by next column", show=False),
         Binding("O", "sort_reverse", "Reverse sort", key_display="O", show=False),
+        Binding("right_square_bracket", "page(1)", "Next page of rows", key_display="]", show=False),
+        Binding("left_square_bracket", "page(-1)", "Previous page of rows", key_display="[", show=False),
     ]
+    PAGE_SIZE = 200
 
-    def __init__(self, *, id: str | None = None, classes: str | None = None, header_height: int = 1):
+    class Paged(Message):
+        """The page shown changed (its note says which rows)."""
+
+        def __init__(self, table: KeyedTable) -> None:
+            super().__init__()
+            self.table = table
+
+        @property
+        def control(self) -> KeyedTable:
+            return self.table
+
+    def __init__(self, *, id: str | None = None, classes: str | None = None, header_height: int = 1,
+                 page_size: int | None = None):
         super().__init__(id=id, classes=classes, cursor_type="row", zebra_stripes=True, header_height=header_height)
         self.sort_column: str | None = None
         self.sort_reverse = False
+        self.page_size = page_size or self.PAGE_SIZE
+        self.page = 0
         self._columns: list[Column] = []
         self._rows: list[Row] = []
+
+    @property
+    def pages(self) -> int:
+        return max(1, -(-len(self._rows) // self.page_size))
+
+    @property
+    def page_note(self) -> str:
+        """`rows 201–400 of 2,500 (] next, [ previous page)`, or "" when one page holds every row."""
+        if self.pages == 1:
+            return ""
+        first = self.page * self.page_size
+        last = min(first + self.page_size, len(self._rows))
+        return f"rows {first + 1:,}–{last:,} of {len(self._rows):,} (] next, [ previous page)"
+
+    def action_page(self, step: int) -> None:
+        page = min(max(self.page + step, 0), self.pages - 1)
+        if page != self.page:
+            self.page = page
+            self._redraw(keep_cursor=False)
+            self.move_cursor(row=0, animate=False)
 
     # ------------------------------------------------------------------ content
 
     def show(self, columns: list[Column], rows: list[Row]) -> None:
-        """Replace the content, keeping cursor row (by key), scroll position and sort."""
-        if [(c.key, str(c.label)) for c in columns] != [(c.key, str(c.label)) for c in self._columns]:
+        """Replace the content, keeping cursor row (by key), scroll position and sort; content
+        equal to what is shown is not redrawn (a refresh of an idle file costs nothing)."""
+        same_columns = [(c.key, str(c.label)) for c in columns] == [(c.key, str(c.label)) for c in self._columns]
+        if same_columns and rows == self._rows:
+            return
+        if not same_columns:
             self.clear(columns=True)
             for column in columns:
                 self.add_column(column.label, key=column.key)
@@ -90,12 +134,21 @@ class KeyedTable(DataTable):
         known.sort(key=lambda pair: pair[0], reverse=self.sort_reverse)  # stable: ties keep their order
         return [r for _, r in known] + unknown  # missing values last in either direction
 
-    def _redraw(self) -> None:
-        keep, row_before = self.cursor_key, self.cursor_row
+    def _redraw(self, keep_cursor: bool = True) -> None:
+        keep, row_before = (self.cursor_key, self.cursor_row) if keep_cursor else (None, 0)
         scroll = self.scroll_offset
+        ordered = self._sorted()
+        page_before = self.page
+        if keep is not None:  # the cursor's row may have moved to another page: follow it
+            at = next((i for i, row in enumerate(ordered) if row.key == keep), None)
+            if at is not None:
+                self.page = at // self.page_size
+        self.page = min(self.page, self.pages - 1)
         self.clear()
-        for row in self._sorted():
+        for row in ordered[self.page * self.page_size:(self.page + 1) * self.page_size]:
             self.add_row(*row.cells, key=row.key)
+        if self.page != page_before or self.pages > 1:
+            self.post_message(self.Paged(self))
         if not self.row_count:
             return
         if keep is not None and keep in self.rows:
