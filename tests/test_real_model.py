@@ -146,3 +146,15 @@ def test_missing_gguf_file_and_missing_package_are_one_line_errors(tmp_path, mon
     line = next(line for line in text.splitlines() if "models.smol.id" in line)
     assert "no-such-package-here" in line and gguf.SMOLLM2_INSTALL in line
     assert not (tmp_path / "s.duckdb").exists()
+
+
+def test_shipped_smollm2_spec_validates_against_the_gguf_header(tmp_path, capsys):
+    from suite.cli import main
+
+    spec = Path(__file__).resolve().parents[1] / "specs" / "smollm2.toml"
+    assert main(["validate", str(spec)]) == 0
+    too_deep = tmp_path / "deep.toml"
+    too_deep.write_text(spec.read_text().replace("layers = [3, 9, 15, 21, 27]", "layers = [3, 30]"))
+    capsys.readouterr()
+    assert main(["validate", str(too_deep)]) == 2
+    assert "grid.layers: 30 out of range: models.smol (builtin:smollm2-135m) has 30, 0..29" in capsys.readouterr().out
