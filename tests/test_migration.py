@@ -121,7 +121,8 @@ def test_schema_3_migrates_with_new_columns_and_resumes_with_nothing_to_do(v3_fi
     saes_before = rows(old, "select sae_key, status, checkpoint_path, model_dtype, device_name from saes order by 1")
     scores_before = rows(old, "select score_key, status from scores order by 1")
     assert main(["migrate", str(old)]) == 0
-    assert f"from schema 3 to {SCHEMA_VERSION}" in said(capsys)
+    out = said(capsys)
+    assert f"from schema 3 to {SCHEMA_VERSION}" in out and "Its SAEs and scores are kept as they were" in out
     assert len(list(old.parent.glob("v3.duckdb.schema3-*.bak"))) == 1
     assert rows(old, "select value from meta where key = 'migrated_from'") == [("3",)]
     # the same SAEs and scores under the same keys; the columns of a fresh file, in its order

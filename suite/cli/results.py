@@ -198,7 +198,7 @@ def _export_saes(db: Path, out: Path, args: argparse.Namespace, console: Console
 def cmd_migrate(args: argparse.Namespace, console: Console) -> int:
     from suite.store import SCHEMA_VERSION, Store, StoreError
     from suite.store.lock import WriterLock
-    from suite.store.migrate import migrate
+    from suite.store.migrate import migrate, what_is_kept
 
     store = Store(Path(args.db))
     if not store.path.is_file():
@@ -217,8 +217,7 @@ def cmd_migrate(args: argparse.Namespace, console: Console) -> int:
         print_error(console, str(exc))
         return EXIT_BAD_INPUT
     console.print(f"migrated {escape(str(store.path))} from schema {found} to {SCHEMA_VERSION} (backup: "
-                  f"{escape(backup)}). Its SAEs are kept; their scores are history until its spec is run again, which "
-                  f"rescores them under SAEBench's conventions without retraining.", highlight=False, soft_wrap=True)
+                  f"{escape(backup)}). {escape(what_is_kept(found))}", highlight=False, soft_wrap=True)
     return 0
 
 

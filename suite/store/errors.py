@@ -23,8 +23,9 @@ class OldSchema(StoreError):
         self.found = found
         super().__init__(
             f"{path} was written with results schema version {found}; this sae-bench uses version "
-            f"{SCHEMA_VERSION}. Migrate it with `sae-bench migrate {path}` (a backup is kept; SAEs are kept and "
-            f"rescored, nothing is retrained), or run its spec again, which migrates it the same way.")
+            f"{SCHEMA_VERSION}. Migrate it with `sae-bench migrate {path}` (a backup is kept; SAEs are kept"
+            f"{' and rescored' if found <= 2 else ' with their scores'}, nothing is retrained), or run its spec "
+            f"again, which migrates it the same way.")
 
 
 class NewSchema(StoreError):

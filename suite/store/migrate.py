@@ -83,6 +83,14 @@ def migrate(store: "Store") -> str:
     return str(backup)
 
 
+def what_is_kept(found: int) -> str:
+    """One sentence for the user on what a migration from schema `found` keeps."""
+    if found <= 2:
+        return ("Its SAEs are kept; their scores are history until its spec is run again, which rescores them under "
+                "SAEBench's conventions without retraining.")
+    return "Its SAEs and scores are kept as they were: running its spec again recomputes nothing that was done."
+
+
 def _rows(con, sql: str) -> list[dict[str, Any]]:
     cursor = con.execute(sql)
     names = [d[0] for d in cursor.description]
