@@ -219,3 +219,57 @@ def test_html_plots_seed_means_with_min_max_whiskers(seeded_db):
         assert page.whiskers[chart][model] == [(low, high) for _, _, low, high in stored]
     layers = [t for t in page.tables if t["kind"] == "layers"]
     assert [len(t["rows"]) - 1 for t in layers] == [2, 2]  # one row per layer, not per seed
+
+
+# ------------------------------------------------------------------ `run`'s final tables
+
+
+def _run_table_rows(db, width: int = 200) -> dict[str, list[list[str]]]:
+    """The per-model tables `run` prints at its end, as cells, keyed by the model alias."""
+    import io
+
+    from rich.console import Console
+
+    from suite.tables import model_tables
+
+    sae_ids = [r[0] for r in sql(db, "select sae_id from saes")]
+    console = Console(file=io.StringIO(), width=width, record=True, color_system=None)
+    tables: dict[str, list[list[str]]] = {}
+    for table in model_tables(Store(db), sae_ids, width):
+        console.print(table)
+        lines = console.export_text(clear=True).splitlines()
+        model = next(line for line in lines if "(builtin:" in line).split()[0]
+        tables[model] = [[c.strip() for c in line.strip().strip("│").split("│")]
+                         for line in lines if line.strip().startswith("│") and "Layer" not in line]
+    return tables
+
+
+def test_run_tables_aggregate_seeds_one_row_and_one_verdict_per_layer(seeded_db, tmp_path):
+    planted = tmp_path / "planted.duckdb"
+    shutil.copy(seeded_db, planted)
+    with duckdb.connect(str(planted)) as con:  # one seed of base layer 2 fails one gate: that layer fails
+        con.execute("update gates set passed = false where metric = 'l0' and score_id in (select score_id from "
+                    "current_scores c join saes a using (sae_id) where a.model = 'base' and a.layer = 2 "
+                    "and a.seed = 2)")
+    for db in (seeded_db, planted):
+        tables = _run_table_rows(db)
+        assert sorted(tables) == ["base", "finetune"]
+        for model, rows in tables.items():
+            expected = sql(db, """
+                select layer, string_agg(seed::varchar, ',' order by seed), avg(loss_recovered),
+                       stddev_samp(loss_recovered), avg(l0), stddev_samp(l0), avg(explained_variance),
+                       stddev_samp(explained_variance)
+                from layer_summary where model = ? and eval_name = 'pyref' group by layer order by layer""", [model])
+            verdicts = dict(sql(db, """
+                select layer, count(*) filter (where ok) || '/' || count(*) from (
+                    select a.layer, g.metric, bool_and(g.passed) as ok
+                    from saes a join current_scores s using (sae_id) join gates g using (score_id)
+                    where a.model = ? and g.passed is not null group by all) group by layer""", [model]))
+            assert len(rows) == len(expected) == 2  # one row per layer, not one per seed
+            for row, (layer, seeds, lr, lr_sd, l0, l0_sd, ev, ev_sd) in zip(rows, expected):
+                assert row[:3] == [str(layer), seeds, "pyref"]
+                assert row[3] == f"{100 * lr:.2f}% ±{100 * lr_sd:.2f}"
+                assert row[5] == f"{l0:.2f} ±{l0_sd:.2f}" and row[7] == f"{ev:.3f} ±{ev_sd:.3f}"
+                assert row[-1].split()[0] == verdicts[layer]
+    (failing,) = [r for r in _run_table_rows(planted)["base"] if r[0] == "2"]
+    assert "✗ l0" in failing[-1] and "seeds 2/3" in failing[-1]
