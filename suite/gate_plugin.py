@@ -6,7 +6,9 @@ pyref"` or `-k loss_recovered` select gates; it passes or fails from the stored 
 when the gate is not applicable, and xfails when the spec allows that SAE to fail. With
 `--sae-bench` and no test paths on the command line, only the results files' gates are
 collected (not the `testpaths` or the current directory: run from a repository root, a project's
-own tests would otherwise run too). Registered through the `pytest11` entry point.
+own tests would otherwise run too). The terminal summary ends with each file's
+`n/N layers healthy` as `sae-bench gate` counts it (seeds aggregated, `suite.seeds`; every
+layer of the file, whatever `-k` selects). Registered through the `pytest11` entry point.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from suite.gates import FAIL, SKIP, XFAIL, GateCheck, load_checks
+from suite.gates import FAIL, SKIP, XFAIL, GateCheck, layer_verdicts, load_checks
 from suite.store import Store
 
 
@@ -89,3 +91,15 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         path = Path(db).resolve()
         collector = GateDatabase.from_parent(session, name=path.name, path=path, nodeid=path.name, checks=checks)
         items.extend(collector.collect())
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    """One line per results file: its layers' verdicts, a seed axis counted once per layer."""
+    from suite.store import StoreError
+
+    for db in config.getoption("sae_bench"):
+        try:
+            verdicts = layer_verdicts(db)
+        except StoreError:  # already reported as a usage error at collection
+            continue
+        terminalreporter.write_line(f"sae-bench {Path(db).name}: {verdicts.line()}")

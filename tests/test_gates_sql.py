@@ -58,6 +58,12 @@ def test_pytest_plugin_counts(planted_db, pytester):
     result.assert_outcomes(passed=6 * 2 * 3 - 4, failed=2, xfailed=2, skipped=6)
     result.stdout.fnmatch_lines(["*unhealthy SAE: loss_recovered = 0.9*gate loss_recovered>=0.9999 failed*",
                                  "FAILED *planted.duckdb::tiny::base::layer0::pyref::loss_recovered"])
+    healthy = duckdb.connect(str(planted_db), read_only=True).execute("""
+        select count(*) filter (where ok), count(*) from (select a.model, a.layer, bool_and(g.passed) as ok
+        from saes a join current_scores s using (sae_id) join gates g using (score_id)
+        where g.passed is not null group by all)""").fetchone()
+    assert healthy == (4, 6)  # base layers 0 (failed) and 1 (allowed to fail, still not healthy)
+    result.stdout.fnmatch_lines(["sae-bench planted.duckdb: 4/6 layers healthy (healthy: *)"])
 
 
 def test_pytest_plugin_k_selection_and_names(planted_db, pytester):

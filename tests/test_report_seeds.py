@@ -273,3 +273,27 @@ def test_run_tables_aggregate_seeds_one_row_and_one_verdict_per_layer(seeded_db,
                 assert row[-1].split()[0] == verdicts[layer]
     (failing,) = [r for r in _run_table_rows(planted)["base"] if r[0] == "2"]
     assert "✗ l0" in failing[-1] and "seeds 2/3" in failing[-1]
+
+
+def test_pytest_plugin_summary_counts_layers_with_seeds_aggregated(seeded_db, tmp_path, pytester):
+    """`pytest --sae-bench DB` ends with the file's `n/N layers healthy`, a layer counted once
+    whatever its seeds (and one failing seed failing its layer), as SQL over the file counts."""
+    planted = tmp_path / "planted.duckdb"
+    shutil.copy(seeded_db, planted)
+    with duckdb.connect(str(planted)) as con:
+        con.execute("update gates set passed = false where metric = 'l0' and score_id in (select score_id from "
+                    "current_scores c join saes a using (sae_id) where a.model = 'finetune' and a.layer = 0 "
+                    "and a.seed = 1)")
+    counts = []
+    for db in (seeded_db, planted):
+        healthy, total = sql(db, """select count(*) filter (where ok), count(*) from (
+            select a.model, a.layer, bool_and(coalesce(g.passed, true)) as ok
+            from saes a join current_scores s using (sae_id) join gates g using (score_id) group by all)""")[0]
+        counts.append((healthy, total))
+        result = pytester.runpytest_subprocess("--sae-bench", str(db), "-p", "no:cacheprovider", "-k", "layer2")
+        summary = [line for line in result.stdout.lines if "layers healthy" in line]
+        assert summary == [f"sae-bench {db.name}: {healthy}/{total} layers healthy "
+                           f"(healthy: every applicable gate passes on every eval and every seed, seeds aggregated)"]
+    was_healthy = sql(seeded_db, "select bool_and(coalesce(g.passed, true)) from saes a join current_scores s "
+                                 "using (sae_id) join gates g using (score_id) where a.model = 'finetune' and a.layer = 0")
+    assert counts[1] == (counts[0][0] - was_healthy[0][0], 4)  # one failing seed: one layer fewer, never a seed
