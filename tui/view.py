@@ -1,55 +1,21 @@
 """The app's read access to a results file.
 
-Every refresh reads inside one `session()`: all its queries share one read-only connection, so
-a refresh sees one committed state of the file even while a run writes it (the writer's short
-transactions land between refreshes, never between the queries of one). Without that, a score
-committed between `load_report`'s queries could name a score the previous query did not return.
+Every refresh reads inside one `session()` (`Store.snapshot`): all its queries share one
+read-only connection, so a refresh sees one committed state of the file even while a run writes
+it (the writer's short transactions land between refreshes, never between the queries of one).
 """
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
-
-import duckdb
 
 from suite.report import Report, load_report
 from suite.store import Store
 
 # a reader waits this long for a writer's transaction, then reads a private snapshot copy
 LOCK_WAIT_SECONDS = 1.0
-
-
-class PinnedStore(Store):
-    """A read-only Store whose reads inside `session()` use one connection."""
-
-    def __init__(self, path: Path):
-        super().__init__(path, lock_wait=LOCK_WAIT_SECONDS, snapshot_on_lock=True)
-        self._local = threading.local()  # the pinned connection, per thread (a refresh worker has its own)
-
-    @contextmanager
-    def session(self) -> Iterator[None]:
-        if getattr(self._local, "con", None) is not None:  # nested: already reading one state
-            yield
-            return
-        with super()._connect(read_only=True) as con:
-            self._local.con = con
-            try:
-                yield
-            finally:
-                self._local.con = None
-
-    @contextmanager
-    def _connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
-        pinned = getattr(self._local, "con", None)
-        if read_only and pinned is not None:
-            yield pinned
-            return
-        with super()._connect(read_only) as con:
-            yield con
 
 
 @dataclass(frozen=True)
@@ -71,14 +37,15 @@ class StoreView:
     """What the screens read; each method is one consistent read (see `PinnedStore`)."""
 
     def __init__(self, path: Path):
-        self.store = PinnedStore(path)
+        self.store = Store(path, lock_wait=LOCK_WAIT_SECONDS, snapshot_on_lock=True)
 
     @property
     def path(self) -> Path:
         return self.store.path
 
-    def session(self):
-        return self.store.session()
+    def session(self) -> AbstractContextManager[Store]:
+        """Reads inside share one read-only connection (`Store.snapshot`, per thread)."""
+        return self.store.snapshot()
 
     def report(self) -> Report:
         with self.session():
