@@ -202,10 +202,16 @@ def help_text(app) -> str:
     return console.export_text()
 
 
-async def test_help_lists_every_key_of_every_screen(tmp_path):
+@pytest.fixture(scope="module")
+def small(tmp_path_factory):
+    """A results file the tests below only read."""
+    return build(tmp_path_factory.mktemp("small") / "small.duckdb")
+
+
+async def test_help_lists_every_key_of_every_screen(small):
     """For each screen, the keys Textual itself says are active there (the screen's, the
     focused widget's and the app's) are in the help with their descriptions."""
-    db = build(tmp_path / "help.duckdb")
+    db = small
     sae_id = sql(db, "select min(sae_id) from saes")[0][0]
     app = SaeBenchApp(db)
     async with app.run_test(size=SIZE) as pilot:
@@ -248,8 +254,8 @@ async def test_help_lists_every_key_of_every_screen(tmp_path):
 
 @pytest.mark.parametrize("keys", [[], ["enter"], ["enter", "enter"], ["c"], ["s"]], ids=["runs", "layers", "sae",
                                                                                          "compare", "sql"])
-async def test_80x24_every_table_fits_and_ids_are_whole(tmp_path, keys):
-    db = build(tmp_path / "small.duckdb")
+async def test_80x24_every_table_fits_and_ids_are_whole(small, keys):
+    db = small
     run_id = sql(db, "select run_id from runs")[0][0]
     app = SaeBenchApp(db)
     async with app.run_test(size=SIZE) as pilot:
