@@ -90,7 +90,10 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         checks = _checks(db)
         path = Path(db).resolve()
         collector = GateDatabase.from_parent(session, name=path.name, path=path, nodeid=path.name, checks=checks)
-        items.extend(collector.collect())
+        collected = list(collector.collect())
+        # reported as collected, so the header counts them (`collected N items / M deselected`)
+        config.hook.pytest_collectreport(report=pytest.CollectReport(collector.nodeid, "passed", None, collected))
+        items.extend(collected)
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:

@@ -69,7 +69,8 @@ def test_pytest_plugin_counts(planted_db, pytester):
 def test_pytest_plugin_k_selection_and_names(planted_db, pytester):
     result = pytester.runpytest_subprocess("--sae-bench", str(planted_db), "-k", "finetune and layer2", "-v")
     result.assert_outcomes(passed=6, skipped=1)
-    result.stdout.fnmatch_lines(["*planted.duckdb::tiny::finetune::layer2::pylib::l0 PASSED*"])
+    result.stdout.fnmatch_lines(["*collected 42 items / 35 deselected / 7 selected",
+                                 "*planted.duckdb::tiny::finetune::layer2::pylib::l0 PASSED*"])
     result = pytester.runpytest_subprocess("--sae-bench", str(planted_db), "-k", "base and layer0 and loss_recovered")
     result.assert_outcomes(failed=2)  # pyref and pylib
 
