@@ -18,17 +18,23 @@ from suite.cli import results, specs
 from suite.cli.common import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, one_line, print_error
 
 MODULES = (specs, results)
+DESCRIPTION = ("Train sparse autoencoders on language-model activations from a declarative spec, score them "
+               "with SAEBench's metrics and keep every result in a DuckDB file.")
+EXIT_CODES = ("exit codes: 0 success; 1 an SAE, score or gate failed (or an unexpected error); 2 invalid spec, "
+              "arguments or results file; 130 stopped")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sae-bench", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="sae-bench", description=DESCRIPTION, epilog=EXIT_CODES)
     parser.add_argument("--debug", action="store_true", help="show the traceback of an unexpected error")
     parser.add_argument("--version", action="version", version=version_text(),
                         help="print the version (and the Python distribution's name) and exit")
     sub = parser.add_subparsers(dest="command", required=True)
     for module in MODULES:
         module.register(sub)
-    for command in sub.choices.values():  # `sae-bench run SPEC --debug` works too
+    helps = {action.dest: action.help for action in sub._choices_actions}
+    for name, command in sub.choices.items():  # `sae-bench run SPEC --debug` works too
+        command.description = command.description or helps.get(name)  # `sae-bench run --help` says what it does
         command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                              help="show the traceback of an unexpected error")
     return parser

@@ -66,6 +66,9 @@ def cmd_report(args: argparse.Namespace, console: Console) -> int:
     if args.output and Path(args.output).resolve() == db.resolve():
         print_error(console, f"-o {args.output}: that is the results file itself; choose another output file")
         return EXIT_BAD_INPUT
+    if args.compare and args.compare[0] == args.compare[1]:
+        print_error(console, f"--compare {args.compare[0]} {args.compare[1]}: name two different models (A, then B)")
+        return EXIT_BAD_INPUT
     report = load_report(Store(db))
     comparison = None
     if args.compare:

@@ -1,0 +1,40 @@
+"""What a new user meets first: `--help` of the command and of each subcommand says what it
+does (and the exit codes), and mistakes found trying the product end in one line and exit 2."""
+
+from __future__ import annotations
+
+import pytest
+
+from suite.cli import build_parser, main
+
+
+def _help(argv: list[str], capsys) -> str:
+    with pytest.raises(SystemExit) as exit_info:
+        main([*argv, "--help"])
+    assert exit_info.value.code == 0
+    return " ".join(capsys.readouterr().out.split())
+
+
+def test_top_level_help_describes_the_tool_and_its_exit_codes(capsys):
+    text = _help([], capsys)
+    assert "sparse autoencoders" in text and "DuckDB" in text
+    assert "registering its" not in text  # not a cut docstring line
+    assert "exit codes: 0 success; 1" in text and "2 invalid spec" in text and "130 stopped" in text
+
+
+def test_every_subcommand_help_says_what_it_does(capsys):
+    parser = build_parser()
+    commands = parser._subparsers._group_actions[0]
+    said = {action.dest: action.help for action in commands._choices_actions}
+    assert set(said) == set(commands.choices) and len(said) >= 9
+    for name, summary in said.items():
+        text = _help([name], capsys)
+        assert f"usage: sae-bench {name}" in text
+        assert " ".join(summary.split()) in text, name
+
+
+def test_report_compare_refuses_one_model_twice(tiny_run, capsys):
+    _, db, *_ = tiny_run
+    assert main(["report", str(db), "--compare", "base", "base"]) == 2
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1 and "--compare base base: name two different models" in out
