@@ -209,10 +209,10 @@ def dequantized_dir(ref: Any, dtype: Any, progress: Progress | None = None) -> t
     target = cache_root() / CACHE_DIR / f"{source.sha256[:16]}-{tag}-v{CACHE_VERSION}"
     if not (target / "gguf.json").is_file():
         task = progress.add_task(f"dequantizing {source.path.name} ({source.quantization}) to {tag}, once",
-                                 total=None) if progress else None
+                                 total=1) if progress else None
         _dequantize(source, dtype, target)
         if progress is not None:
-            progress.remove_task(task)
+            progress.update(task, completed=1)
     return target, source
 
 
