@@ -8,15 +8,14 @@ all of them. Each SAE module keeps its parameters as views into the stacks, so c
 constraints (`before/after_optimizer_step`), divergence checks and logs work on each SAE as before.
 
 Decoding is dense (`latents @ W_dec`, as the unfused path) or sparse: only the k active decoder
-rows are gathered (`embedding_bag`), k/m of the dense work. Which one is used is decided by
-measuring both on the group's shape before training (`choose_decoder`); on CPU the dense path
-gives the unfused path's weights bit for bit (tests/test_fused.py), the sparse one sums the same
-terms in another order (float32 rounding: weights within ~1e-5 after a demo run).
+rows are gathered (`embedding_bag`) and the backward takes three GEMMs instead of five
+(`TopKStep`). `choose_decoder` is a rule measured with benchmarks/fused.py. On CPU the dense
+path gives the unfused path's weights bit for bit (tests/test_fused.py); the sparse one sums
+the same terms in another order (float32 rounding: weights within 1e-4 after a test run).
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -72,7 +71,7 @@ class TopKStep(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, W_enc, b_enc, W_dec, b_dec, k: int):
         xc = x - b_dec[:, None, :]
-        pre = torch.bmm(xc, W_enc) + b_enc[:, None, :]
+        pre = torch.baddbmm(b_enc[:, None, :], xc, W_enc)
         values, indices = pre.topk(k, dim=-1, sorted=False)  # then relu: one pass less over pre
         values = torch.relu(values)
         x_hat = sparse_decode(values, indices, W_dec) + b_dec[:, None, :]
@@ -96,8 +95,11 @@ class TopKStep(torch.autograd.Function):
         dense.scatter_(-1, indices, grad_top)  # every non-selected entry is still zero
         if grad_pre is not None:  # AuxK's gradient through the dense pre-activations (relu'd there)
             dense += grad_pre  # already through the relu (applied by the caller)
+            grad_b_enc = dense.sum(1)
+        else:  # only the selected entries: k per token, not m
+            grad_b_enc = grad_top.new_zeros(pre.shape[0], pre.shape[2]).scatter_add_(
+                1, indices.flatten(1), grad_top.flatten(1))
         grad_W_enc = torch.bmm(xc.transpose(1, 2), dense)
-        grad_b_enc = dense.sum(1)
         from_encoder = -torch.bmm(grad_b_enc[:, None, :], W_enc.transpose(1, 2))[:, 0, :]
         grad_b_dec = from_encoder if grad_b_dec is None else grad_b_dec + from_encoder
         return None, grad_W_enc, grad_b_enc, grad_W_dec, grad_b_dec, None
@@ -213,13 +215,16 @@ class FusedTopK:
         self.optimizer = None  # type: ignore[assignment]
 
 
-DECODER: str | None = None  # force "dense" or "sparse" (benchmarks, tests); None = the measured rule
-SPARSE_MIN_RATIO = 8  # sparse decoding from latents >= this x k (benchmarks/fused.py; see docs/performance.md)
+DECODER: str | None = None  # force "dense" or "sparse" stacks (benchmarks, tests); None = the measured rule
+SPARSE_MIN_RATIO = 8  # stacks decode sparsely from latents >= this x k (benchmarks/fused.py)
 
 
-def choose_decoder(d_in: int, m: int, k: int, device: torch.device) -> str:
-    """Dense or sparse decoding for a stack, by a rule measured with benchmarks/fused.py (a rule,
-    not a timing at run time, so the same spec gives the same weights on every run)."""
+def choose_decoder(d_in: int, m: int, k: int, device: torch.device) -> str | None:
+    """How a stack of this shape steps: "sparse", or None where fusing does not pay and the SAEs
+    step one by one. Measured on the demo shape (d 128, m 512, k 32, 3 SAEs, one CPU thread,
+    benchmarks/fused.py): sparse stacks 1.24-1.38x the unfused steps, dense stacks 0.94-1.01x,
+    so dense stacks run only when asked for (`DECODER`; they give the unfused weights bit for
+    bit). A rule, not a timing at run time, so a spec gives the same weights on every run."""
     if DECODER is not None:
         return DECODER
-    return "sparse" if m >= SPARSE_MIN_RATIO * k else "dense"
+    return "sparse" if m >= SPARSE_MIN_RATIO * k else None

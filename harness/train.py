@@ -190,8 +190,8 @@ class _Fused:
 
 
 def steppers(trainers: list[SaeTrainer], fuse: bool = True) -> list[_Single | _Fused]:
-    """Trainers grouped into fused stacks where their maths stacks (same architecture and shape),
-    singles otherwise; `fuse=False` steps every SAE alone (the reference path)."""
+    """Trainers grouped into fused stacks where their maths stacks (same architecture and shape)
+    and fusing pays (`choose_decoder`), singles otherwise; `fuse=False` steps every SAE alone."""
     stacks: dict = {}
     out: list[_Single | _Fused] = []
     for trainer in trainers:
@@ -201,11 +201,12 @@ def steppers(trainers: list[SaeTrainer], fuse: bool = True) -> list[_Single | _F
         else:
             stacks.setdefault(key, []).append(trainer)
     for group in stacks.values():
-        if len(group) == 1:
-            out.append(_Single(group[0]))
+        sae = group[0].sae
+        decoder = choose_decoder(sae.d_in, sae.d_sae, sae.settings.k, sae.W_enc.device)
+        if len(group) == 1 or decoder is None:
+            out.extend(_Single(trainer) for trainer in group)
         else:
-            sae = group[0].sae
-            out.append(_Fused(group, choose_decoder(sae.d_in, sae.d_sae, sae.settings.k, sae.W_enc.device)))
+            out.append(_Fused(group, decoder))
     return out
 
 

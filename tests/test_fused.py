@@ -59,8 +59,11 @@ def test_grouping_stacks_same_shapes_only(tiny):
     trainers = [SaeTrainer.create(job, tiny.d_model, tiny.device) for job in _jobs(tiny.ref)]
     kinds = sorted((type(s).__name__, len(s.stack.trainers) if isinstance(s, _Fused) else 1)
                    for s in steppers(trainers))
-    assert kinds == [("_Fused", 3), ("_Single", 1)]
+    assert kinds == [("_Fused", 3), ("_Single", 1)]  # 96 latents >= 8 x k: a sparse stack
     assert all(isinstance(s, _Single) for s in steppers(trainers, fuse=False))
+    dense_shape = [SaeTrainer.create(Job(SaeRef(tiny.ref, "resid_post", layer, TRAIN, SaeSettings(k=16, latents=96)),
+                                         True, ()), tiny.d_model, tiny.device) for layer in (0, 1)]
+    assert all(isinstance(s, _Single) for s in steppers(dense_shape))  # 96 < 8 x 16: fusing does not pay
 
 
 def test_dense_fused_training_gives_the_unfused_weights_bit_for_bit(tiny, monkeypatch):
