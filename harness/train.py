@@ -2,7 +2,8 @@
 
 One pass through the model captures all requested hook sites (stopping after the last one), the
 activations of non-special positions (BOS/EOS/PAD) go through one shuffle buffer, and each SAE
-takes an Adam step on each shuffled batch. A step whose loss or weights turn non-finite, or whose loss
+takes an Adam step on each shuffled batch. Once the buffer holds every row still to be trained
+on, it is drained: no window is forwarded whose activations would go unused. A step whose loss or weights turn non-finite, or whose loss
 explodes (EXPLODED), fails that SAE with the step it happened at (every step is checked, on the
 device, without a host sync); the others go on.
 """
@@ -254,6 +255,11 @@ def train_group(lm: LoadedModel, train: TrainSettings, jobs: list[Job], reporter
             for batch in buffer.add({site: acts[site][keep] for site in sites}):
                 if done := step_all(batch):
                     break
+            if not done and consumed + len(buffer) >= train.tokens:
+                # the buffer holds every row still to train on: no window more to forward
+                for batch in buffer.drain():
+                    if done := step_all(batch):
+                        break
             if done or all(t.failure for t in trainers):
                 break
     finally:
