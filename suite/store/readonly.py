@@ -9,16 +9,17 @@ then lock the configuration so no statement can turn any of it back on.
 
 A reader must never make the writer fail: DuckDB lets a writer in only when no other process
 has the file open, so a query that may take long (user SQL) runs on a private snapshot copy
-while a run is writing. The copy is taken while this process holds the file read-only (the
-writer cannot commit half-way through the copy), which lasts as long as copying the file.
+while a run is writing. With `snapshot` the copy is taken while this process holds the file
+read-only (as long as copying the file takes); with `snapshot_on_lock` (the writer held the file
+past the reader's wait) it is taken without any hold. Either way `suite.store.snapshot` accepts
+only a copy that did not change while being taken and that reads in full, else takes it again,
+so a reader never sees a torn copy and the writer never waits for it.
 """
 
 from __future__ import annotations
 
-import os
 import random
 import shutil
-import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -27,6 +28,8 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+
+from suite.store import snapshot as snapshots
 
 # https://duckdb.org/docs/stable/operations_manual/securing_duckdb/overview (settings as in duckdb 1.1+)
 READ_ONLY_CONFIG: dict[str, Any] = {
@@ -39,7 +42,6 @@ READ_ONLY_CONFIG: dict[str, Any] = {
     "lock_configuration": True,  # last: SET/RESET/PRAGMA cannot undo the above
 }
 LOCK_WAIT_SECONDS = 60.0
-SNAPSHOT_PREFIX = "sae-bench-snapshot-"
 # Statement kinds `sql` runs; everything else is refused before it reaches the database (the
 # locked configuration above refuses it again if this list is ever wrong).
 QUERY_KINDS = {"SELECT", "EXPLAIN", "PRAGMA", "CALL", "MULTI"}
@@ -53,40 +55,6 @@ def open_readonly(path: str | Path) -> duckdb.DuckDBPyConnection:
 
 def is_lock_error(exc: BaseException) -> bool:
     return isinstance(exc, duckdb.IOException) and "lock" in str(exc).lower()
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def clean_stale_snapshots() -> None:
-    """Snapshot directories of readers that were killed (their pid is in the name)."""
-    root = Path(tempfile.gettempdir())
-    for directory in root.glob(f"{SNAPSHOT_PREFIX}*"):
-        pid = directory.name[len(SNAPSHOT_PREFIX):].split("-")[0]
-        if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
-            shutil.rmtree(directory, ignore_errors=True)
-
-
-def _copy(path: Path) -> Path:
-    clean_stale_snapshots()
-    directory = Path(tempfile.mkdtemp(prefix=f"{SNAPSHOT_PREFIX}{os.getpid()}-"))
-    try:
-        copy = directory / path.name
-        shutil.copy2(path, copy)
-        wal = path.with_name(path.name + ".wal")
-        if wal.exists():
-            shutil.copy2(wal, copy.with_name(copy.name + ".wal"))
-    except BaseException:
-        shutil.rmtree(directory, ignore_errors=True)
-        raise
-    return directory
 
 
 @contextmanager
@@ -109,23 +77,19 @@ def read_connection(path: str | Path, lock_wait: float = LOCK_WAIT_SECONDS, snap
             if time.monotonic() > deadline:
                 if not snapshot_on_lock:
                     raise
-                directory = _copy(path)
+                directory, con = snapshots.take(path, open_readonly)
                 break
             time.sleep(0.05 + random.random() * 0.2)
             continue
         if not snapshot:
             break
         try:
-            directory = _copy(path)
+            directory, con = snapshots.take(path, open_readonly)
         finally:
             live.close()
         break
-    try:
-        con = open_readonly(directory / path.name) if directory is not None else live
-    except BaseException:
-        if directory is not None:
-            shutil.rmtree(directory, ignore_errors=True)
-        raise
+    if directory is None:
+        con = live
     try:
         yield con, directory is not None
     finally:
