@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from harness.saes.base import StepContext, TrainingOutput, fraction_of_variance_unexplained
-from harness.saes.relu import DECODER_INIT_NORM, warmed_up
+from harness.saes.relu import warmed_up
 from harness.saes.scaled import ScaledTraining
 from suite.jobs import SaeSettings
 
@@ -68,13 +68,6 @@ class JumpReluSae(ScaledTraining):
     def __init__(self, d_in: int, settings: SaeSettings, generator: torch.Generator | None = None):
         super().__init__(d_in, settings, generator)
         self.threshold = nn.Parameter(torch.full((self.d_sae,), float(settings.init_threshold)))
-        self._init_scale()
-
-    def reset_parameters(self, generator: torch.Generator | None) -> None:
-        super().reset_parameters(generator)
-        with torch.no_grad():
-            self.W_dec.mul_(DECODER_INIT_NORM)
-            self.W_enc.copy_(self.W_dec.T)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """SAELens `JumpReLUSAE.encode`: relu(pre) * 1[pre > threshold]."""

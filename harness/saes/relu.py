@@ -16,9 +16,6 @@ import torch
 
 from harness.saes.base import StepContext, TrainingOutput, fraction_of_variance_unexplained
 from harness.saes.scaled import ScaledTraining
-from suite.jobs import SaeSettings
-
-DECODER_INIT_NORM = 0.1  # sae_lens TrainingSAEConfig.decoder_init_norm
 
 
 def warmed_up(value: float, warm_up_steps: int, step: int) -> float:
@@ -28,16 +25,6 @@ def warmed_up(value: float, warm_up_steps: int, step: int) -> float:
 
 class ReluSae(ScaledTraining):
     arch = "relu"
-
-    def __init__(self, d_in: int, settings: SaeSettings, generator: torch.Generator | None = None):
-        super().__init__(d_in, settings, generator)
-        self._init_scale()
-
-    def reset_parameters(self, generator: torch.Generator | None) -> None:
-        super().reset_parameters(generator)
-        with torch.no_grad():
-            self.W_dec.mul_(DECODER_INIT_NORM)
-            self.W_enc.copy_(self.W_dec.T)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         return torch.relu(self.pre_acts(x))

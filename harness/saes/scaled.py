@@ -9,6 +9,9 @@ activations, and at the end fold the factor into the weights so the saved SAE re
 activations (sae_lens/saes/sae.py `TrainingSAE.fold_activation_norm_scaling_factor`:
 W_enc *= s, W_dec /= s, b_dec /= s). We do the same: `init_from_batch` estimates `s` from the first
 batch, the parameters live in scaled units during training, and `finalize` folds.
+
+The architectures trained this way (relu, jumprelu) follow SAELens, its initialisation included:
+decoder rows of norm `DECODER_INIT_NORM`, W_enc = W_dec^T.
 """
 
 from __future__ import annotations
@@ -16,6 +19,9 @@ from __future__ import annotations
 import torch
 
 from harness.saes.base import SparseAutoencoder, geometric_median
+from suite.jobs import SaeSettings
+
+DECODER_INIT_NORM = 0.1  # sae_lens TrainingSAEConfig.decoder_init_norm
 
 
 class ScaledTraining(SparseAutoencoder):
@@ -23,9 +29,17 @@ class ScaledTraining(SparseAutoencoder):
 
     norm_scale: torch.Tensor
 
-    def _init_scale(self) -> None:
+    def __init__(self, d_in: int, settings: SaeSettings, generator: torch.Generator | None = None):
+        super().__init__(d_in, settings, generator)
         # not saved: after `finalize` the weights read raw activations
         self.register_buffer("norm_scale", torch.ones(()), persistent=False)
+
+    def reset_parameters(self, generator: torch.Generator | None) -> None:
+        """SAELens's init: the base's unit-norm rows scaled to `DECODER_INIT_NORM`, W_enc = W_dec^T."""
+        super().reset_parameters(generator)
+        with torch.no_grad():
+            self.W_dec.mul_(DECODER_INIT_NORM)
+            self.W_enc.copy_(self.W_dec.T)
 
     @torch.no_grad()
     def init_from_batch(self, x: torch.Tensor) -> None:
