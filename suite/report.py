@@ -15,7 +15,8 @@ from statistics import mean
 
 from suite.gates import gate_label
 from suite.report_numbers import num, pct, points, signed, sql_cell  # noqa: F401  (re-exported)
-from suite.seeds import HEALTH_RULE, LayerGroup, Spread, group_seeds, has_seed_axis, without_seed
+from suite.seeds import (HEALTH_RULE, LayerGroup, Spread, balance, gate_verdict, group_seeds, has_seed_axis,  # noqa: F401
+                         without_seed)
 from suite.store import Store
 
 SIGNIFICANCE = "95% bootstrap intervals over eval sequences do not overlap"
@@ -81,12 +82,11 @@ class LayerRow:
 
     def gate_metrics(self) -> list[str]:
         """Gated metrics that apply (have a value on at least one eval)."""
-        return sorted({g.metric for g in self.gates if g.passed is not None})
+        return gate_verdict(self.gates)[0]
 
     def passed_everywhere(self) -> list[str]:
         """Gates passed on every eval where they apply: the 'n' of n/N healthy."""
-        return [m for m in self.gate_metrics()
-                if all(g.passed for g in self.gates if g.metric == m and g.passed is not None)]
+        return gate_verdict(self.gates)[1]
 
     def failed_gates(self) -> list[Gate]:
         return [g for g in self.gates if g.passed is False]
@@ -103,11 +103,7 @@ class LayerRow:
         return mean(values) if values else None
 
     def balance(self) -> float:
-        parts = [self.mean_metric("loss_recovered"), self.mean_metric("explained_variance")]
-        dead = self.mean_metric("dead_fraction")
-        parts.append(None if dead is None else 1 - dead)
-        known = [p for p in parts if p is not None]
-        return min(known) if known else -math.inf
+        return balance(self.mean_metric)
 
     def label(self, with_settings: bool) -> str:
         hook = f" {self.hook}" if self.hook != "resid_post" else ""

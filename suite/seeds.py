@@ -16,6 +16,7 @@ Without a seed axis a group holds one row and every aggregate is that row's stor
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from statistics import mean, stdev
 from typing import TYPE_CHECKING
@@ -63,6 +64,24 @@ def spread(values: list[float | None]) -> Spread | None:
     """The spread of the known values (None and NaN are missing, never zero); None when none."""
     known = tuple(v for v in values if v is not None and not math.isnan(v))
     return Spread(known) if known else None
+
+
+def gate_verdict(gates: Iterable[Gate]) -> tuple[list[str], list[str]]:
+    """(gated metrics that apply, those of them passed wherever they apply): one SAE's gates, or
+    a layer's over every seed; a layer is healthy when the two are the same length."""
+    gates = list(gates)
+    metrics = sorted({g.metric for g in gates if g.passed is not None})
+    return metrics, [m for m in metrics if all(g.passed for g in gates if g.metric == m and g.passed is not None)]
+
+
+def balance(mean_metric: Callable[[str], float | None]) -> float:
+    """The weakest of mean loss recovered, mean explained variance and mean share of live latents
+    (the `balanced` pick's rule), from a row's or a layer's `mean_metric`."""
+    parts = [mean_metric("loss_recovered"), mean_metric("explained_variance")]
+    dead = mean_metric("dead_fraction")
+    parts.append(None if dead is None else 1 - dead)
+    known = [p for p in parts if p is not None]
+    return min(known) if known else -math.inf
 
 
 def without_seed(settings_key: tuple) -> tuple:
@@ -125,12 +144,11 @@ class LayerGroup:
         return self.first.evals[eval_name].intervals.get(metric)
 
     def gate_metrics(self) -> list[str]:
-        return sorted({m for row in self.rows for m in row.gate_metrics()})
+        return gate_verdict(g for row in self.rows for g in row.gates)[0]
 
     def passed_everywhere(self) -> list[str]:
         """Gated metrics that pass on every eval of every seed where they apply."""
-        return [m for m in self.gate_metrics()
-                if all(g.passed for row in self.rows for g in row.gates if g.metric == m and g.passed is not None)]
+        return gate_verdict(g for row in self.rows for g in row.gates)[1]
 
     @property
     def healthy(self) -> bool:
@@ -152,11 +170,7 @@ class LayerGroup:
         return mean(means) if means else None
 
     def balance(self) -> float:
-        parts = [self.mean_metric("loss_recovered"), self.mean_metric("explained_variance")]
-        dead = self.mean_metric("dead_fraction")
-        parts.append(None if dead is None else 1 - dead)
-        known = [p for p in parts if p is not None]
-        return min(known) if known else -math.inf
+        return balance(self.mean_metric)
 
 
 def group_seeds(rows: list[LayerRow]) -> list[LayerGroup]:

@@ -15,7 +15,7 @@ from rich.text import Text
 from suite.fit import Cell, Col, fit_table
 from suite.report import load_report
 from suite.report_numbers import num_spread, pct_spread
-from suite.seeds import LayerGroup, group_seeds, has_seed_axis
+from suite.seeds import LayerGroup, gate_verdict, group_seeds, has_seed_axis
 from suite.store import Store
 
 _NOT_DONE_SQL = """
@@ -28,10 +28,9 @@ order by model, layer, hook, k, latents, lr, seed, sae_id
 def _verdict(group: LayerGroup, evals: set[str] | None = None) -> Text:
     """n/N gated metrics passed on every eval (of `evals`, default all) and every seed."""
     gates = [g for row in group.rows for g in row.gates if evals is None or g.eval_name in evals]
-    metrics = sorted({g.metric for g in gates if g.passed is not None})
+    metrics, passed = gate_verdict(gates)
     if not metrics:
         return Text("-")
-    passed = [m for m in metrics if all(g.passed for g in gates if g.metric == m and g.passed is not None)]
     total = len(metrics)
     colour = "green" if len(passed) == total else ("yellow" if len(passed) * 2 >= total else "red")
     text = Text(f"{len(passed)}/{total}", style=colour)
