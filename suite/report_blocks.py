@@ -79,6 +79,19 @@ def _plain(cell: EvalCell | None, metric: str, as_percent: bool, digits: int = 2
     return pct(cell.get(metric)) if as_percent else num(cell.get(metric), digits)
 
 
+def eval_rows(report: Report, model: ModelReport, names: list[str], metrics: list[tuple[str, int]]) -> list[list[str]]:
+    """Per layer and eval of `names` the layer was scored on: label, eval, then each (metric,
+    digits) as `_plain` shows it (across seeds, mean ± sd)."""
+    rows = []
+    for group in model.layers:
+        for name in names:
+            if name in group.eval_names():
+                cell = seed_cell(group, name)
+                rows.append([group.label(report.with_settings), name,
+                             *(_plain(cell, metric, False, digits) for metric, digits in metrics)])
+    return rows
+
+
 def health_cell(group: LayerGroup) -> str:
     n, total = len(group.passed_everywhere()), len(group.gate_metrics())
     text = f"{MARKS[verdict(n, total)]} {n}/{total}"

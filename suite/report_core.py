@@ -4,8 +4,8 @@ every core number JSON holds for the usual questions."""
 
 from __future__ import annotations
 
-from suite.report import ModelReport, Report, seed_cell
-from suite.report_blocks import TableBlock, _plain
+from suite.report import ModelReport, Report
+from suite.report_blocks import TableBlock, eval_rows
 
 CORE_COLUMNS = (  # (metric, header, digits)
     ("kl_score", "KL score", 3),
@@ -26,12 +26,5 @@ def core_table(report: Report, model: ModelReport) -> TableBlock | None:
     if not present:
         return None
     headers = ["Layer", "Eval", *(header for _, header, _ in present)]
-    rows = []
-    for group in model.layers:
-        for eval_name in evals:
-            if eval_name not in group.eval_names():
-                continue
-            cell = seed_cell(group, eval_name)
-            rows.append([group.label(report.with_settings), eval_name,
-                         *(_plain(cell, metric, False, digits) for metric, _, digits in present)])
+    rows = eval_rows(report, model, evals, [(metric, digits) for metric, _, digits in present])
     return TableBlock(headers, rows, [True] * len(headers), kind="core", model=model.name)

@@ -5,8 +5,8 @@ stored metrics; across seeds, mean ± sd)."""
 from __future__ import annotations
 
 from suite.catalog import PROBING_K
-from suite.report import ModelReport, Report, seed_cell
-from suite.report_blocks import TableBlock, _plain
+from suite.report import ModelReport, Report
+from suite.report_blocks import TableBlock, eval_rows
 
 PROBING_NOTE = ("Sparse probing (SAEBench): mean test accuracy over a labelled dataset's one-vs-rest tasks of "
                 "logistic probes on mean-pooled activations; LLM: the model's activations at the SAE's hook, "
@@ -21,11 +21,5 @@ def probing_table(report: Report, model: ModelReport) -> TableBlock | None:
                                        for row in g.rows for n, cell in row.evals.items() if n in names)]
     metrics = ["llm_test_accuracy", "sae_test_accuracy", *(f"sae_top_{k}_test_accuracy" for k in ks)]
     headers = ["Layer", "Dataset", "LLM", "SAE", *(f"SAE top {k}" for k in ks)]
-    rows = []
-    for group in model.layers:
-        for name in names:
-            if name not in group.eval_names():
-                continue
-            cell = seed_cell(group, name)
-            rows.append([group.label(report.with_settings), name, *(_plain(cell, m, False, 3) for m in metrics)])
+    rows = eval_rows(report, model, names, [(metric, 3) for metric in metrics])
     return TableBlock(headers, rows, [True] * len(headers), kind="probing")
