@@ -60,12 +60,15 @@ class BatchTopKSae(UnitNormDecoder, SparseAutoencoder):
         x_hat = self.decode(latents)
         fvu = fraction_of_variance_unexplained(x, x_hat)
         auxk = auxk_loss(self, x, x_hat, pre, context.dead)
-        if context.step >= min(THRESHOLD_START_STEP, context.total_steps // 2):
-            self._update_threshold(latents.detach())
+        self._update_threshold(latents.detach(), context)
         return TrainingOutput(fvu + self.settings.aux_coef * auxk, x_hat, latents, fvu, {"auxk": auxk})
 
     @torch.no_grad()
-    def _update_threshold(self, latents: torch.Tensor) -> None:
+    def _update_threshold(self, latents: torch.Tensor, context: StepContext) -> None:
+        """From step min(THRESHOLD_START_STEP, half the run) on: a running mean of the smallest
+        active latent (dictionary_learning's BatchTopK threshold)."""
+        if context.step < min(THRESHOLD_START_STEP, context.total_steps // 2):
+            return
         positive = latents[latents > 0]
         if positive.numel() == 0:
             return

@@ -22,7 +22,7 @@ from __future__ import annotations
 import torch
 
 from harness.saes.base import StepContext, TrainingOutput, fraction_of_variance_unexplained
-from harness.saes.batchtopk import THRESHOLD_START_STEP, BatchTopKSae, batch_top_k
+from harness.saes.batchtopk import BatchTopKSae, batch_top_k
 from harness.saes.topk import auxk_loss
 
 DEFAULT_GROUP_FRACTIONS = (1 / 32, 1 / 16, 1 / 8, 1 / 4)  # then the rest
@@ -60,8 +60,7 @@ class MatryoshkaBatchTopKSae(BatchTopKSae):
         x_hat = decoded
         fvu = fraction_of_variance_unexplained(x, x_hat)
         auxk = auxk_loss(self, x, x_hat, pre, context.dead)
-        if context.step >= min(THRESHOLD_START_STEP, context.total_steps // 2):
-            self._update_threshold(latents.detach())
+        self._update_threshold(latents.detach(), context)
         loss = torch.stack(inner).sum() + self.settings.aux_coef * auxk
         parts = {"auxk": auxk, **{f"fvu_{w}": v for w, v in zip(self.widths[:-1], inner[:-1])}}
         return TrainingOutput(loss, x_hat, latents, fvu, parts)
