@@ -53,7 +53,8 @@ def forward_only(lm: LoadedModel, train: TrainSettings, layers: list[int], windo
     stream = iter_windows(train.dataset, lm.tokenizer, train.ctx_len, train.batch_size, repeat=True)
     try:
         for _, input_ids in zip(range(windows), stream):
-            acts, _ = capture(lm, input_ids, sites)
+            with torch.inference_mode():  # as train_group runs it
+                acts, _ = capture(lm, input_ids, sites)
             keep = ~special_mask(input_ids.to(lm.device), lm.special_ids)
             for _batch in buffer.add({site: acts[site][keep] for site in sites}):
                 pass

@@ -250,7 +250,8 @@ def train_group(lm: LoadedModel, train: TrainSettings, jobs: list[Job], reporter
         for input_ids in windows:
             forwarded += 1
             fingerprint.update(input_ids.numpy().astype("int64").tobytes())
-            acts, _ = capture(lm, input_ids, sites)
+            with torch.inference_mode():  # no autograd bookkeeping in the LM forward; the rows
+                acts, _ = capture(lm, input_ids, sites)  # indexed out below are ordinary tensors
             keep = ~special_mask(input_ids.to(lm.device), special)
             for batch in buffer.add({site: acts[site][keep] for site in sites}):
                 if done := step_all(batch):
