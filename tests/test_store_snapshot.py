@@ -99,3 +99,20 @@ def test_a_damaged_file_that_does_not_change_is_reported_as_damaged(tmp_path):
         con.execute("select count(*) from t").fetchall()
     with pytest.raises(duckdb.Error) as caught:
         snapshots.take(db, open_readonly, attempts=2)
+
+
+def test_a_snapshot_keeps_this_process_s_hold_on_the_file(tmp_path):
+    """DuckDB's lock is a POSIX lock, dropped when the process closes any descriptor of the file:
+    copying the file must not let a writer in under a connection this process holds (the TUI
+    reads in one thread while its SQL screen takes a snapshot in another)."""
+    db = tmp_path / "held.duckdb"
+    with duckdb.connect(str(db)) as con:
+        con.execute("create table t as select 1 as x")
+    writer = [sys.executable, "-c", f"import duckdb; duckdb.connect({str(db)!r}).close()"]
+    with open_readonly(db) as held:
+        with read_connection(db, snapshot=True) as (copy, copied):
+            assert copied and copy.execute("select x from t").fetchall() == [(1,)]
+        refused = subprocess.run(writer, capture_output=True, text=True)
+        assert refused.returncode != 0 and "Could not set lock" in refused.stderr
+        assert held.execute("select x from t").fetchall() == [(1,)]
+    assert subprocess.run(writer, capture_output=True, text=True).returncode == 0  # let go: the writer gets in

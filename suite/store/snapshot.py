@@ -15,6 +15,12 @@ and otherwise is thrown away and taken again after a short, growing, jittered pa
 `ATTEMPTS` torn copies in a row the reader gives up with one line (`SnapshotFailed`), or, when
 the file did not change since the last copy, with that copy's DuckDB error (the file itself is
 damaged). The writer never notices any of this.
+
+The database file is read through one descriptor per file that this process keeps open: DuckDB
+locks the file with POSIX (fcntl) locks, which the kernel drops as soon as the process closes
+*any* descriptor of that file, so an ordinary open-copy-close would silently release the lock of
+a connection this process holds on it (the TUI's refresh, the hold of `snapshot=True`) and let a
+writer checkpoint under that connection's reads.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import os
 import random
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -36,7 +43,12 @@ ATTEMPTS = 12
 FIRST_PAUSE_SECONDS = 0.02
 LAST_PAUSE_SECONDS = 0.5
 
+CHUNK_BYTES = 1 << 20
+
 Signature = tuple[tuple[int, int, int] | None, ...]
+
+_descriptors: dict[str, int] = {}  # absolute path -> a read-only descriptor, never closed (see above)
+_descriptors_lock = threading.Lock()
 
 
 class SnapshotFailed(StoreError):
@@ -89,6 +101,28 @@ def check_copy(con: duckdb.DuckDBPyConnection) -> None:
         con.execute(f"select count(*), bit_xor(hash(t)) from {quoted} as t").fetchall()
 
 
+def _descriptor(path: Path) -> int:
+    """This process's lasting read-only descriptor of `path` (a new one if the file was replaced)."""
+    key = str(path.absolute())
+    with _descriptors_lock:
+        fd = _descriptors.get(key)
+        if fd is not None and os.fstat(fd).st_ino == os.stat(key).st_ino:
+            return fd
+        fd = os.open(key, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        _descriptors[key] = fd  # a replaced file's old descriptor stays open: closing it could drop a lock
+        return fd
+
+
+def _copy_without_closing(path: Path, target: Path) -> None:
+    """Copy `path` to `target` through `_descriptor` (positional reads: safe across threads)."""
+    fd = _descriptor(path)
+    offset = 0
+    with target.open("wb") as out:
+        while chunk := os.pread(fd, CHUNK_BYTES, offset):
+            out.write(chunk)
+            offset += len(chunk)
+
+
 def _copy_once(path: Path, directory: Path) -> Signature | None:
     """Copy the file and its `.wal` into `directory`: the files' signature, None when they
     changed meanwhile."""
@@ -99,7 +133,7 @@ def _copy_once(path: Path, directory: Path) -> Signature | None:
     for stale in (copy, wal_path(copy)):
         stale.unlink(missing_ok=True)
     try:
-        shutil.copyfile(path, copy)
+        _copy_without_closing(path, copy)
         if before[1] is not None:
             shutil.copyfile(wal_path(path), wal_path(copy))
     except FileNotFoundError:  # the `.wal` went away with a checkpoint
