@@ -22,9 +22,8 @@ from __future__ import annotations
 
 import torch
 
-from harness.saes.base import SparseAutoencoder, StepContext, TrainingOutput, UnitNormDecoder, \
-    fraction_of_variance_unexplained
-from harness.saes.topk import auxk_loss
+from harness.saes.base import SparseAutoencoder, StepContext, TrainingOutput, UnitNormDecoder
+from harness.saes.topk import fvu_with_auxk
 from suite.jobs import SaeSettings
 
 THRESHOLD_START_STEP = 1000  # dictionary_learning BatchTopKTrainer threshold_start_step
@@ -57,11 +56,9 @@ class BatchTopKSae(UnitNormDecoder, SparseAutoencoder):
     def training_loss(self, x: torch.Tensor, context: StepContext) -> TrainingOutput:
         pre = torch.relu(self.pre_acts(x))
         latents = batch_top_k(pre, self.k)
-        x_hat = self.decode(latents)
-        fvu = fraction_of_variance_unexplained(x, x_hat)
-        auxk = auxk_loss(self, x, x_hat, pre, context.dead)
+        output = fvu_with_auxk(self, x, pre, latents, context)
         self._update_threshold(latents.detach(), context)
-        return TrainingOutput(fvu + self.settings.aux_coef * auxk, x_hat, latents, fvu, {"auxk": auxk})
+        return output
 
     @torch.no_grad()
     def _update_threshold(self, latents: torch.Tensor, context: StepContext) -> None:

@@ -39,12 +39,16 @@ class TopKSae(UnitNormDecoder, SparseAutoencoder):
 
     def training_loss(self, x: torch.Tensor, context: StepContext) -> TrainingOutput:
         pre = torch.relu(self.pre_acts(x))
-        latents = keep_top_k(pre, self.k)
-        x_hat = self.decode(latents)
-        fvu = fraction_of_variance_unexplained(x, x_hat)
-        auxk = auxk_loss(self, x, x_hat, pre, context.dead)
-        loss = fvu + self.settings.aux_coef * auxk
-        return TrainingOutput(loss, x_hat, latents, fvu, {"auxk": auxk})
+        return fvu_with_auxk(self, x, pre, keep_top_k(pre, self.k), context)
+
+
+def fvu_with_auxk(sae: SparseAutoencoder, x: torch.Tensor, pre: torch.Tensor, latents: torch.Tensor,
+                  context: StepContext) -> TrainingOutput:
+    """The TopK family's loss for these selected latents: FVU + aux_coef * AuxK."""
+    x_hat = sae.decode(latents)
+    fvu = fraction_of_variance_unexplained(x, x_hat)
+    auxk = auxk_loss(sae, x, x_hat, pre, context.dead)
+    return TrainingOutput(fvu + sae.settings.aux_coef * auxk, x_hat, latents, fvu, {"auxk": auxk})
 
 
 def auxk_loss(sae: SparseAutoencoder, x: torch.Tensor, x_hat: torch.Tensor, pre: torch.Tensor,
