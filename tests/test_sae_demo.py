@@ -7,8 +7,8 @@ Batches of 128 tokens (1 window) for 625 Adam steps at lr 3e-3: JumpReLU's thres
 the higher lr lets 80k tokens and 256 latents stand in for 200k and 512 at 1e-3 (~3x less training
 CPU: 12 s against 40 s for this fixture's train_group, one thread, on a shared machine).
 Measured (explained variance / L0 on 8k held-out tokens, no latent dead), seeds 0 and 1:
-topk 0.888 / 32.0 and 0.888 / 32.0, batchtopk 0.894 / 32.3 and 0.896 / 32.2, relu 0.841 / 26.8 and
-0.841 / 27.6, jumprelu 0.874 / 29.8 and 0.875 / 31.0, matryoshka_batchtopk 0.872 / 32.2 and
+topk 0.888 / 32.0 and 0.887 / 32.0, batchtopk 0.894 / 32.3 and 0.896 / 32.2, relu 0.841 / 26.7 and
+0.841 / 27.8, jumprelu 0.874 / 29.8 and 0.874 / 31.0, matryoshka_batchtopk 0.872 / 32.3 and
 0.874 / 31.9.
 The floors below sit under those (EV > 0.80: 0.04 below the lowest), so a broken architecture fails
 and a noisy run does not; L0 must be sparse: k within 20% (BatchTopK at inference, through its
