@@ -471,6 +471,8 @@ def parse_spec(text: str, path: str | Path = "<spec>") -> Spec:
 
 def load_spec(path: str | Path) -> Spec:
     path = Path(path)
+    if path.is_dir():
+        raise SpecError(path, ["a directory, not a spec file: give a TOML file, e.g. specs/demo.toml"])
     if not path.is_file():
         raise SpecError(path, ["no such spec file"])
     try:

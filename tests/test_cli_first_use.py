@@ -38,3 +38,10 @@ def test_report_compare_refuses_one_model_twice(tiny_run, capsys):
     assert main(["report", str(db), "--compare", "base", "base"]) == 2
     out = capsys.readouterr().out
     assert out.count("\n") == 1 and "--compare base base: name two different models" in out
+
+
+@pytest.mark.parametrize("command", ["validate", "plan", "run"])
+def test_a_directory_given_as_the_spec_is_named_as_such(tmp_path, capsys, command):
+    assert main([command, str(tmp_path)]) == 2
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1 and "a directory, not a spec file" in out
