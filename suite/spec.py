@@ -384,18 +384,24 @@ _TYPE_WORDS = {
 _UNION_TAGS = {"Bounds", "bool", "str", "int", "float"}
 
 
-def _field_path(loc: tuple[Any, ...]) -> str:
-    """pydantic's location tuple as `sae.k[1]`, dropping pydantic-internal union branch tags."""
+def _field_path(loc: tuple[Any, ...], raw: Any = None) -> str:
+    """pydantic's location tuple as `sae.k[1]`, dropping pydantic-internal union branch tags, and
+    the index of an axis the spec gave as one value (`arch = "x"` is `sae.arch`, not `sae.arch[0]`)."""
     path = ""
+    node = raw
     for part in loc:
         if isinstance(part, int):
+            if node is not None and not isinstance(node, list):  # TOML has no null: None is "not known"
+                continue  # a single value that AxisValues wrapped in a list
             path += f"[{part}]"
+            node = node[part] if isinstance(node, list) and part < len(node) else None
         elif isinstance(part, str) and ("[" in part or part in {"function-before", "function-after"}):
             continue  # union-branch names such as 'Bounds' or 'list[int]'
         elif part in _UNION_TAGS:
             continue
         else:
             path += f".{part}" if path else part
+            node = node.get(part) if isinstance(node, dict) else None
     return path or "(top level)"
 
 
@@ -436,10 +442,10 @@ def _describe(error: dict[str, Any]) -> str:
     return f"{error['msg']} (got {given})"
 
 
-def _problems(error: ValidationError) -> list[str]:
+def _problems(error: ValidationError, raw: Any = None) -> list[str]:
     seen: dict[str, str] = {}
     for item in error.errors():
-        path = _field_path(tuple(item["loc"]))
+        path = _field_path(tuple(item["loc"]), raw)
         message = _describe(item)
         if message.startswith("@"):  # a validator naming the sub-field it is about
             sub, _, message = message[1:].partition(": ")
@@ -459,7 +465,7 @@ def parse_spec(text: str, path: str | Path = "<spec>") -> Spec:
     try:
         model = SpecModel.model_validate(raw)
     except ValidationError as exc:
-        raise SpecError(path, _problems(exc)) from None
+        raise SpecError(path, _problems(exc, raw)) from None
     except RecursionError:
         raise SpecError(path, ["values nested too deeply (a spec's values are numbers, strings, lists of them "
                                "and tables)"]) from None

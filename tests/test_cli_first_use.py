@@ -45,3 +45,15 @@ def test_a_directory_given_as_the_spec_is_named_as_such(tmp_path, capsys, comman
     assert main([command, str(tmp_path)]) == 2
     out = capsys.readouterr().out
     assert out.count("\n") == 1 and "a directory, not a spec file" in out
+
+
+@pytest.mark.parametrize("value,path", [('"topkk"', "sae.arch:"), ('["topk", "topkk"]', "sae.arch[1]:")])
+def test_a_bad_axis_value_is_named_as_written(tmp_path, capsys, value, path):
+    """An axis given as one value is named without an index (`sae.arch`, as written), one in a
+    list with its index."""
+    from conftest import TINY_SPEC, write_spec
+
+    text = TINY_SPEC.format(db=tmp_path / "x.duckdb").replace("[sae]\n", f"[sae]\narch = {value}\n")
+    assert main(["validate", str(write_spec(tmp_path, text))]) == 2
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1 and f"{path} expected one of 'topk'" in out

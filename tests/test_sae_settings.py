@@ -55,9 +55,9 @@ def test_latents_alone_declare_an_sae_with_the_reference_defaults(arch):
     ('arch = ["relu", "topk"]\nlatents = 64', "sae.k", "required for arch 'topk'"),
     ('arch = "batchtopk"\nlatents = 64\nk = 80', "sae.k", "exceeds latents=64"),
     ('arch = "jumprelu"\nlatents = 64\ntarget_l0 = 65.0', "sae.target_l0", "exceeds latents=64"),
-    ('arch = "jumprelu"\nlatents = 64\nbandwidth = 0.0', "sae.bandwidth[0]", "expected a value > 0"),
-    ('arch = "relu"\nlatents = 64\nl1_coefficient = -1.0', "sae.l1_coefficient[0]", "expected a value >= 0"),
-    ('arch = "batchtopk"\nlatents = 64\nk = 4\nthreshold_lr = 2.0', "sae.threshold_lr[0]", "expected a value <= 1"),
+    ('arch = "jumprelu"\nlatents = 64\nbandwidth = 0.0', "sae.bandwidth", "expected a value > 0"),
+    ('arch = "relu"\nlatents = 64\nl1_coefficient = -1.0', "sae.l1_coefficient", "expected a value >= 0"),
+    ('arch = "batchtopk"\nlatents = 64\nk = 4\nthreshold_lr = 2.0', "sae.threshold_lr", "expected a value <= 1"),
     ('arch = "relu"\nlatents = 64\nl1_penalty = 1.0', "sae.l1_penalty", "unknown key"),
     ('arch = "matryoshka_batchtopk"\nlatents = 64\nk = 4\nmatryoshka_widths = [32, 8]', "sae.matryoshka_widths",
      "[32, 8] must be strictly increasing"),
@@ -65,7 +65,7 @@ def test_latents_alone_declare_an_sae_with_the_reference_defaults(arch):
      "128 exceeds latents=64"),
     ('arch = "topk"\nlatents = 64\nk = 4\nmatryoshka_widths = [8, 64]', "sae.matryoshka_widths",
      "only matryoshka_batchtopk reads it"),
-    ('arch = "gated"\nlatents = 64', "sae.arch[0]", "expected one of 'topk', 'batchtopk', 'relu', 'jumprelu' or"),
+    ('arch = "gated"\nlatents = 64', "sae.arch", "expected one of 'topk', 'batchtopk', 'relu', 'jumprelu' or"),
 ])
 def test_a_key_no_architecture_reads_is_refused_with_its_path(sae, path, words):
     problem = problem_of(sae)

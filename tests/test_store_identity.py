@@ -138,7 +138,7 @@ def test_empty_paths_are_refused_at_validate(tmp_path, capsys, setting, field):
 
 @pytest.mark.parametrize("old, new, field", [
     ('id = "builtin:tiny-base"', 'id = " "', "models.base.id"),
-    ('path = "builtin:pyref", split = "train"', 'path = "", split = "train"', "train.dataset[0].path"),
+    ('path = "builtin:pyref", split = "train"', 'path = "", split = "train"', "train.dataset.path"),
 ])
 def test_blank_model_ids_and_dataset_paths_are_refused_at_validate(tmp_path, capsys, old, new, field):
     spec = mini_spec(tmp_path)
