@@ -49,13 +49,25 @@ class LayerVerdicts:
 
 
 def layer_verdicts(db_path: str | Path) -> LayerVerdicts:
-    from suite.report import load_report
-    from suite.seeds import HEALTH_RULE_SHORT
+    """The report's layer counts (`ModelReport.healthy_count`, `Report.seeded`) without building the
+    report: a layer is its seed group (`suite.seeds.group_seeds`' key), and it is healthy exactly when
+    none of its SAEs' current gates failed (every applicable gate passes; n/a gates count for neither)."""
+    from suite.report import SETTINGS_COLUMNS, settings_key
+    from suite.seeds import HEALTH_RULE_SHORT, without_seed
 
-    report = load_report(Store(Path(db_path)))
-    models = report.models.values()
-    return LayerVerdicts(sum(m.healthy_count for m in models), sum(len(m.layers) for m in models),
-                         report.seeded, HEALTH_RULE_SHORT)
+    store = Store(Path(db_path))
+    store.check_schema()
+    with store.snapshot():
+        saes = store.query_dicts(
+            f"select model, layer, {', '.join(SETTINGS_COLUMNS)}, exists (select 1 from gates g join current_scores c "
+            "using (score_id) where c.sae_id = s.sae_id and g.passed = false) as failed "
+            "from saes s where status = 'done'")
+    layers: dict[tuple, list[bool]] = {}
+    for sae in saes:
+        key = (sae["model"], sae["layer"], sae["hook"], without_seed(settings_key(sae)))
+        layers.setdefault(key, []).append(sae["failed"])
+    return LayerVerdicts(sum(not any(failed) for failed in layers.values()), len(layers),
+                         any(len(failed) > 1 for failed in layers.values()), HEALTH_RULE_SHORT)
 
 
 @dataclass(frozen=True)

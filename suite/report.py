@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from statistics import mean
 
 from suite.gates import gate_label
 from suite.report_numbers import num, pct, points, signed, sql_cell  # noqa: F401  (re-exported)
-from suite.seeds import (HEALTH_RULE, LayerGroup, Spread, balance, gate_verdict, group_seeds, has_seed_axis,  # noqa: F401
-                         without_seed)
+from suite.seeds import (HEALTH_RULE, LayerGroup, Spread, balance, exact_mean, gate_verdict, group_seeds,  # noqa: F401
+                         has_seed_axis, without_seed)
 from suite.store import Store
 
 SIGNIFICANCE = "95% bootstrap intervals over eval sequences do not overlap"
@@ -100,7 +99,7 @@ class LayerRow:
 
     def mean_metric(self, metric: str) -> float | None:
         values = [v for cell in self.evals.values() if (v := cell.get(metric)) is not None]
-        return mean(values) if values else None
+        return exact_mean(values) if values else None
 
     def balance(self) -> float:
         return balance(self.mean_metric)
@@ -118,6 +117,10 @@ def seed_cell(group: LayerGroup, eval_name: str) -> EvalCell:
     """A layer's numbers on one eval across its seeds: the stored cell itself for a single seed."""
     if not group.has_seeds:
         return group.first.evals[eval_name]
+    return group.memo(("cell", eval_name), lambda: _seed_cell(group, eval_name))
+
+
+def _seed_cell(group: LayerGroup, eval_name: str) -> EvalCell:
     metrics = sorted({m for row in group.rows if eval_name in row.evals for m in row.evals[eval_name].values})
     spreads = {m: s for m in metrics if (s := group.stat(eval_name, m)) is not None}
     notes = {m: r for row in group.rows if eval_name in row.evals for m, r in row.evals[eval_name].notes.items()
@@ -131,11 +134,15 @@ class ModelReport:
     model_id: str
     rows: list[LayerRow]  # one per SAE (a seed axis gives several per layer)
     failed_jobs: list[tuple[int, str]] = field(default_factory=list)  # (layer, what has no result and why)
+    _groups: tuple[int, list[LayerGroup]] | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def layers(self) -> list[LayerGroup]:
-        """One entry per layer and SAE settings, seeds aggregated: what verdicts count."""
-        return group_seeds(self.rows)
+        """One entry per layer and SAE settings, seeds aggregated: what verdicts count (grouped once
+        per set of rows: every format asks for it many times)."""
+        if self._groups is None or self._groups[0] != len(self.rows):
+            self._groups = (len(self.rows), group_seeds(self.rows))
+        return list(self._groups[1])
 
     @property
     def healthy_count(self) -> int:
@@ -189,6 +196,16 @@ class Report:
 
 
 _CURRENT = "select score_id from current_scores"
+SETTINGS_COLUMNS = ("source", "hook", "arch", "k", "latents", "lr", "batch_size", "ctx_len", "train_tokens", "seed",
+                    "train_dataset")
+
+
+def settings_key(sae: dict) -> tuple:
+    """`LayerRow.settings_key` of a `saes` row (needs `SETTINGS_COLUMNS`): what tells SAEs of one layer apart."""
+    if sae["source"] != "trained":
+        return ("imported", sae["source"])
+    return (sae["hook"], sae["arch"], sae["k"], sae["latents"], sae["lr"], sae["batch_size"], sae["ctx_len"],
+            sae["train_tokens"], sae["seed"], sae["train_dataset"])
 
 
 def load_report(store: Store) -> Report:
@@ -237,14 +254,9 @@ def _load_report(store: Store) -> Report:
             if failed["sae_id"] == sae["sae_id"]:
                 error = (failed["error"] or "").splitlines()[0]
                 report.failed_jobs.append((sae["layer"], f"{failed['eval_name']} not scored: {error}"))
-        if sae["source"] != "trained":
-            settings_key: tuple = ("imported", sae["source"])
-        else:
-            settings_key = (sae["hook"], sae["arch"], sae["k"], sae["latents"], sae["lr"], sae["batch_size"],
-                            sae["ctx_len"], sae["train_tokens"], sae["seed"], sae["train_dataset"])
         report.rows.append(LayerRow(
             sae["sae_id"], sae["model"], sae["model_id"], sae["layer"], sae["hook"], sae["arch"], sae["k"],
-            sae["latents"], sae["lr"], settings_key, sae["train_seconds"],
+            sae["latents"], sae["lr"], settings_key(sae), sae["train_seconds"],
             dict(sorted(cells.get(sae["sae_id"], {}).items())), gates.get(sae["sae_id"], []),
             sae["label"] or "", sae["seed"] if sae["source"] == "trained" else None))
     all_rows = [row for m in models.values() for row in m.rows]

@@ -4,11 +4,10 @@ deltas of the (across-seed mean) values, and significance from the stored interv
 from __future__ import annotations
 
 from dataclasses import dataclass
-from statistics import mean
 
 from suite.report import EvalCell, ModelReport, Report, seed_cell
 from suite.report_numbers import num, pct, points, signed
-from suite.seeds import LayerGroup
+from suite.seeds import LayerGroup, exact_mean
 
 
 def _apart(ia: tuple[float, float] | None, ib: tuple[float, float] | None) -> bool | None:
@@ -108,7 +107,7 @@ def _better(a_name: str, b_name: str, a: float | None, b: float | None, higher_i
 
 
 def _mean(values: list[float]) -> float | None:
-    return mean(values) if values else None
+    return exact_mean(values) if values else None
 
 
 def compare(report: Report, a_name: str, b_name: str) -> Comparison:
@@ -136,7 +135,7 @@ def compare(report: Report, a_name: str, b_name: str) -> Comparison:
                    points(_mean(dead_a), _mean(dead_b)) + " (means)",
                    _better(a.name, b.name, _mean(dead_a), _mean(dead_b), False)),
         SummaryRow("L0 (range)", _range(l0_a), _range(l0_b),
-                   signed(mean(l0_b) - mean(l0_a)) + " (means)" if l0_a and l0_b else "n/a",
+                   signed(exact_mean(l0_b) - exact_mean(l0_a)) + " (means)" if l0_a and l0_b else "n/a",
                    "lower is sparser; health is judged by the l0 gate"),
         SummaryRow("Mean explained variance", num(ev_a), num(ev_b),
                    signed(ev_b - ev_a) if ev_a is not None and ev_b is not None else "n/a",

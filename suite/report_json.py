@@ -10,12 +10,11 @@ from __future__ import annotations
 import json
 import math
 from datetime import datetime, timezone
-from statistics import mean
 from typing import Any
 
 from suite.report import RULES, SIGNIFICANCE, EvalCell, Gate, ModelReport, Report
 from suite.report_compare import Comparison, LayerDelta
-from suite.seeds import HEALTH_RULE, SPREAD_RULE, LayerGroup
+from suite.seeds import HEALTH_RULE, SPREAD_RULE, LayerGroup, exact_mean
 
 VERSION = 1
 NO_VALUE = "no value stored for this metric"
@@ -122,7 +121,7 @@ def _comparison(comparison: Comparison) -> dict[str, Any]:
 
     def avg(model: ModelReport, metric: str) -> float | None:
         values = model.values(metric)
-        return _number(mean(values)) if values else None
+        return _number(exact_mean(values)) if values else None
 
     tests = [t for d in comparison.layers for t in d.tests("loss_recovered")]
     return {
