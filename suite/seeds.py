@@ -38,8 +38,8 @@ _SQRT_BITS = 2 * sys.float_info.mant_dig + 3  # as statistics' correctly rounded
 
 def _scaled(values: tuple[float, ...] | list[float]) -> tuple[list[int], int] | None:
     """The finite floats as integers over one common power-of-two denominator (exact); None when
-    any value is not a finite float (statistics handles those)."""
-    if not all(type(v) is float and math.isfinite(v) for v in values):
+    there are none or any is not a finite float (statistics handles those)."""
+    if not values or not all(type(v) is float and math.isfinite(v) for v in values):
         return None
     ratios = [v.as_integer_ratio() for v in values]
     den = max(d for _, d in ratios)  # every denominator is a power of two, so the largest is a multiple of all
@@ -50,7 +50,7 @@ def exact_mean(values: tuple[float, ...] | list[float]) -> float:
     """`statistics.mean` (the exact mean, rounded once), without its Fractions: ~20x faster,
     and equal to it bit for bit (Python's int / int is correctly rounded)."""
     scaled = _scaled(values)
-    if scaled is None or not values:
+    if scaled is None:
         return statistics.mean(values)
     nums, den = scaled
     return sum(nums) / (den * len(nums))
