@@ -26,9 +26,12 @@ def _number(value: float | None) -> float | None:
 
 def _interval(cell: EvalCell, metric: str) -> list[float] | None:
     interval = cell.intervals.get(metric)
-    if interval is None or any(_number(v) is None for v in interval):
+    if interval is None:
         return None
-    return [interval[0], interval[1]]
+    low, high = interval
+    if _number(low) is None or _number(high) is None:
+        return None
+    return [low, high]
 
 
 def _metric(group: LayerGroup, eval_name: str, metric: str) -> dict[str, Any]:
@@ -81,11 +84,15 @@ def _layer(report: Report, group: LayerGroup) -> dict[str, Any]:
         "healthy": group.healthy, "gates_passed": len(group.passed_everywhere()),
         "gates_total": len(group.gate_metrics()), "healthy_seeds": group.healthy_seeds,
         "gates": [_gate(g, row.seed, row.sae_id) for row in group.rows for g in row.gates],
-        "evals": {name: {m: _metric(group, name, m) for m in metrics
-                         if any(name in r.evals and (m in r.evals[name].values or m in r.evals[name].notes)
-                                for r in group.rows)}
-                  for name in group.eval_names()},
+        "evals": {name: _eval(group, name, metrics) for name in group.eval_names()},
     }
+
+
+def _eval(group: LayerGroup, eval_name: str, metrics: list[str]) -> dict[str, Any]:
+    """Every metric (in `metrics`' order) with a value or a note on this eval in some seed."""
+    cells = [row.evals[eval_name] for row in group.rows if eval_name in row.evals]
+    stored = {m for cell in cells for m in (*cell.values, *cell.notes)}
+    return {m: _metric(group, eval_name, m) for m in metrics if m in stored}
 
 
 def _model(report: Report, model: ModelReport) -> dict[str, Any]:

@@ -20,7 +20,6 @@ import statistics
 import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -39,9 +38,12 @@ _SQRT_BITS = 2 * sys.float_info.mant_dig + 3  # as statistics' correctly rounded
 def _scaled(values: tuple[float, ...] | list[float]) -> tuple[list[int], int] | None:
     """The finite floats as integers over one common power-of-two denominator (exact); None when
     there are none or any is not a finite float (statistics handles those)."""
-    if not values or not all(type(v) is float and math.isfinite(v) for v in values):
+    if not values or not all(type(v) is float for v in values):
         return None
-    ratios = [v.as_integer_ratio() for v in values]
+    try:
+        ratios = [v.as_integer_ratio() for v in values]
+    except (OverflowError, ValueError):  # infinity, NaN
+        return None
     den = max(d for _, d in ratios)  # every denominator is a power of two, so the largest is a multiple of all
     return [n * (den // d) for n, d in ratios], den
 
@@ -62,7 +64,19 @@ def exact_stdev(values: tuple[float, ...] | list[float]) -> float:
     scaled = _scaled(values)
     if scaled is None or len(values) < 2:
         return statistics.stdev(values)
+    return _stdev(*scaled)
+
+
+def _moments(values: tuple[float, ...]) -> tuple[float, float | None]:
+    """(exact_mean, exact_stdev or None for one value), sharing the exact integers."""
+    scaled = _scaled(values)
+    if scaled is None:
+        return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else None
     nums, den = scaled
+    return sum(nums) / (den * len(nums)), _stdev(nums, den) if len(nums) > 1 else None
+
+
+def _stdev(nums: list[int], den: int) -> float:
     count = len(nums)
     total = sum(nums)
     top = count * sum(n * n for n in nums) - total * total  # variance = top / bottom, exactly
@@ -92,14 +106,22 @@ class Spread:
     def n(self) -> int:
         return len(self.values)
 
-    @cached_property
+    @property
     def mean(self) -> float:
-        return exact_mean(self.values)
+        return self._moments()[0]
 
-    @cached_property
+    @property
     def std(self) -> float | None:
         """Sample standard deviation; None for a single seed (no spread to state)."""
-        return exact_stdev(self.values) if self.n > 1 else None
+        return self._moments()[1]
+
+    def _moments(self) -> tuple[float, float | None]:
+        """Computed once (a report reads them many times); kept beside the frozen fields."""
+        moments = self.__dict__.get("_cached_moments")
+        if moments is None:
+            moments = _moments(self.values)
+            object.__setattr__(self, "_cached_moments", moments)
+        return moments
 
     @property
     def low(self) -> float:
