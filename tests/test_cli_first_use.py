@@ -57,3 +57,29 @@ def test_a_bad_axis_value_is_named_as_written(tmp_path, capsys, value, path):
     assert main(["validate", str(write_spec(tmp_path, text))]) == 2
     out = capsys.readouterr().out
     assert out.count("\n") == 1 and f"{path} expected one of 'topk'" in out
+
+
+def test_run_tables_list_failed_saes_beside_the_done_ones(tmp_path, capsys, monkeypatch):
+    """A diverging lr fails its SAEs: `run`'s final tables still show every SAE of the run, the
+    done ones with their stored numbers and the failed ones with their status and stored error
+    (at 80 columns, where these tables are records)."""
+    import duckdb
+    from hardening_fixtures import mini_spec
+
+    monkeypatch.setenv("COLUMNS", "80")
+
+    spec = mini_spec(tmp_path, layers="[0, 1]", lr="[1e-3, 1e6]")
+    assert main(["run", str(spec)]) == 1
+    out = capsys.readouterr().out
+    tables = out[out.index("base (builtin:tiny-base)"):]
+    with duckdb.connect(str(tmp_path / "mini.duckdb"), read_only=True) as con:
+        saes = con.execute("select sae_id, status, error, loss_recovered from saes left join layer_summary "
+                           "using (sae_id) order by sae_id").fetchall()
+    assert sorted(status for _, status, _, _ in saes) == ["done", "done", "failed", "failed"]
+    for sae_id, status, error, recovered in saes:
+        block = tables[tables.index(f"SAE:            {sae_id}" if status == "done" else f"SAE:      {sae_id}"):]
+        block = block[:block.find("\n\n")] if "\n\n" in block else block
+        if status == "done":
+            assert f"Loss recovered: {100 * recovered:.2f}%" in block
+        else:
+            assert "Eval:     failed" in block and error.split()[0] in block
