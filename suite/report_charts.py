@@ -74,15 +74,16 @@ def training_charts(report: Report, store: Store) -> list[Chart]:
         return []
     rows = store.query_dicts("select sae_id, step, tokens, loss, fvu from train_log where sae_id in "
                              "(select unnest(?)) order by sae_id, step", [list(names)])
+    by_sae: dict[str, list[dict]] = {}
+    for r in rows:
+        by_sae.setdefault(r["sae_id"], []).append(r)
     charts = []
     for model in report.models:
         for column, axis in CURVES:
             series: dict[str, Series] = {}
             for sae_id in (r.sae_id for g in report.models[model].layers for r in g.rows):
-                series[sae_id] = Series(names[sae_id][1], [])
-            for r in rows:
-                if r["sae_id"] in series and r[column] is not None:
-                    series[r["sae_id"]].points.append((float(r["tokens"]), r[column]))
+                series[sae_id] = Series(names[sae_id][1], [(float(r["tokens"]), r[column])
+                                                           for r in by_sae.get(sae_id, []) if r[column] is not None])
             shown = [s for s in series.values() if s.points]
             if shown:
                 title = f"{model}: {axis} while training"
@@ -98,18 +99,22 @@ def density_charts(report: Report, store: Store) -> list[Chart]:
     names = _row_names(report)
     if not names:
         return []
+    firsts = [g.first.sae_id for model in report.models.values() for g in model.layers]  # only these are drawn
     rows = store.query_dicts(
         "select c.sae_id, c.eval_name, d.bin, d.log10_low, d.log10_high, d.latents from latent_density d "
         "join current_scores c using (score_id) where c.sae_id in (select unnest(?)) order by c.sae_id, d.bin",
-        [list(names)])
+        [firsts])
+    by_eval: dict[str, list[dict]] = {}
+    for r in rows:
+        by_eval.setdefault(r["eval_name"], []).append(r)
     charts = []
     for model in report.models.values():
         for eval_name in report.eval_names:
             firsts = [g.first.sae_id for g in model.layers]  # the first seed of each layer
             per_sae: dict[str, dict[int, int]] = {s: {} for s in firsts}
             labels: dict[int, str] = {}
-            for r in rows:
-                if r["eval_name"] == eval_name and r["sae_id"] in per_sae:
+            for r in by_eval.get(eval_name, []):
+                if r["sae_id"] in per_sae:
                     per_sae[r["sae_id"]][r["bin"]] = r["latents"]
                     labels[r["bin"]] = _bin_label(r["log10_low"], r["log10_high"])
             bins = sorted(labels)

@@ -126,20 +126,30 @@ def line_chart(title: str, series: list[Series], x_label: str, y_label: str, per
     for t in x_ticks:
         label = f"{t:g}" if integer_x else _fmt(t, False)
         out.append(f'<text x="{sx(t):.1f}" y="{TOP + ph + 13}" text-anchor="middle" font-size="10" fill="#57606a">{label}</text>')
+    # Each distinct x is placed and labelled once per chart (a training chart's thousands of curves
+    # share their steps); escape() works character by character, so escaping the tooltip's parts is
+    # escaping the tooltip (its numbers need none).
+    x_text: dict[float, tuple[str, str]] = {}
+    x_name, y_name = escape(x_label), escape(y_label)
     for index, s in enumerate(series):
         colour = PALETTE[index % len(PALETTE)]
         name = escape(s.name)
-        path = " ".join(f"{'M' if i == 0 else 'L'}{sx(x):.1f},{sy(y):.1f}" for i, (x, y) in enumerate(s.points))
+        radius = 2.8 if len(s.points) < 40 else 1.2
+        placed = []
+        for x, y in s.points:
+            if x not in x_text:
+                x_text[x] = (f"{sx(x):.1f}", f"{x:g}")
+            placed.append((*x_text[x], f"{sy(y):.1f}"))
+        path = " ".join(f"{'M' if i == 0 else 'L'}{px},{py}" for i, (px, _, py) in enumerate(placed))
         out.append(f'<g class="series" data-series="{name}"><path d="{path}" fill="none" stroke="{colour}" '
                    f'stroke-width="1.8"/>')
-        for i, (x, y) in enumerate(s.points):
+        for i, ((x, y), (px, xg, py)) in enumerate(zip(s.points, placed)):
             if s.whiskers:
                 low, high = s.whiskers[i]
-                out.append(f'<line x1="{sx(x):.1f}" x2="{sx(x):.1f}" y1="{sy(low):.1f}" y2="{sy(high):.1f}" '
+                out.append(f'<line x1="{px}" x2="{px}" y1="{sy(low):.1f}" y2="{sy(high):.1f}" '
                            f'stroke="{colour}" data-low="{low!r}" data-high="{high!r}"/>')
-            tip = f"{s.name}: {x_label} {x:g}, {y_label} {_fmt(y, percent)}"
-            out.append(f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="{2.8 if len(s.points) < 40 else 1.2}" '
-                       f'fill="{colour}" data-x="{x!r}" data-y="{y!r}"><title>{escape(tip)}</title></circle>')
+            out.append(f'<circle cx="{px}" cy="{py}" r="{radius}" fill="{colour}" data-x="{x!r}" data-y="{y!r}">'
+                       f'<title>{name}: {x_name} {xg}, {y_name} {_fmt(y, percent)}</title></circle>')
         out.append("</g>")
     out += _legend([s.name for s in series])
     return _close(out)
