@@ -228,15 +228,14 @@ def _load_report(store: Store) -> Report:
     cells: dict[str, dict[str, EvalCell]] = {}
     for score in scores:
         cells.setdefault(score["sae_id"], {})[score["eval_name"]] = EvalCell({}, {}, {})
+    cell_of = {s["score_id"]: cells[s["sae_id"]][s["eval_name"]] for s in scores}  # one lookup per metric row
     for score_id, metric, value, low, high in metric_rows:
-        s = by_score[score_id]
-        cell = cells[s["sae_id"]][s["eval_name"]]
+        cell = cell_of[score_id]
         cell.values[metric] = value
         if low is not None:
             cell.intervals[metric] = (low, high)
     for score_id, metric, reason in note_rows:
-        s = by_score[score_id]
-        cells[s["sae_id"]][s["eval_name"]].notes[metric] = reason
+        cell_of[score_id].notes[metric] = reason
     gates: dict[str, list[Gate]] = {}
     for g in gate_rows:
         s = by_score[g["score_id"]]
@@ -297,7 +296,8 @@ def check_consistency(report: Report) -> None:
                 stored = row.evals.get(gate.eval_name, EvalCell({}, {}, {})).values.get(gate.metric)
                 if gate.value is not None and stored is not None and not math.isclose(gate.value, stored):
                     raise InconsistentReport(f"gate value {gate.value} differs from stored {gate.metric} {stored}")
-            if len(row.passed_everywhere()) > len(row.gate_metrics()):
+            gated, passed = gate_verdict(row.gates)
+            if len(passed) > len(gated):
                 raise InconsistentReport("more gates passed than exist")
         layers = model.layers
         if sum(len(g.rows) for g in layers) != len(model.rows) or model.healthy_count > len(layers):
