@@ -116,3 +116,19 @@ def test_a_snapshot_keeps_this_process_s_hold_on_the_file(tmp_path):
         assert refused.returncode != 0 and "Could not set lock" in refused.stderr
         assert held.execute("select x from t").fetchall() == [(1,)]
     assert subprocess.run(writer, capture_output=True, text=True).returncode == 0  # let go: the writer gets in
+
+
+def test_identifying_a_file_keeps_this_process_s_hold_on_it(tmp_path):
+    """Every reader first sniffs the file's header (`suite.store.files`); reading it through a
+    fresh descriptor and closing it would drop the DuckDB lock a connection of this process holds."""
+    from suite.store.files import _sniff
+
+    db = tmp_path / "held.duckdb"
+    with duckdb.connect(str(db)) as con:
+        con.execute("create table t as select 1 as x")
+    writer = [sys.executable, "-c", f"import duckdb; duckdb.connect({str(db)!r}).close()"]
+    with open_readonly(db) as held:
+        _sniff(db)
+        refused = subprocess.run(writer, capture_output=True, text=True)
+        assert refused.returncode != 0 and "Could not set lock" in refused.stderr
+        assert held.execute("select x from t").fetchall() == [(1,)]

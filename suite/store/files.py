@@ -18,6 +18,7 @@ import duckdb
 
 from suite.store.errors import NotResultsFile, StoreError
 from suite.store.readonly import LOCK_WAIT_SECONDS, is_lock_error, read_connection
+from suite.store.snapshot import read_head
 from suite.store.structure import missing
 
 DUCKDB_MAGIC = b"DUCK"  # bytes 8..12 of every DuckDB database file (storage header)
@@ -50,8 +51,7 @@ def _sniff(path: Path) -> None:
     if not path.is_file():
         raise NotResultsFile(f"{path} is not a file")
     try:
-        with path.open("rb") as handle:
-            head = handle.read(4096)
+        head = read_head(path, 4096)
     except OSError as exc:
         raise NotResultsFile(f"cannot read {path}: {exc.strerror or exc}") from None
     if not head:

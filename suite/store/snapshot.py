@@ -113,6 +113,12 @@ def _descriptor(path: Path) -> int:
         return fd
 
 
+def read_head(path: Path, size: int) -> bytes:
+    """The first `size` bytes of `path`, read through `_descriptor`: opening and closing the file
+    here would drop any DuckDB lock this process holds on it (POSIX locks)."""
+    return os.pread(_descriptor(path), size, 0)
+
+
 def _copy_without_closing(path: Path, target: Path) -> None:
     """Copy `path` to `target` through `_descriptor` (positional reads: safe across threads)."""
     fd = _descriptor(path)
