@@ -36,31 +36,29 @@ def _interval(cell: EvalCell, metric: str) -> list[float] | None:
     return [low, high]
 
 
-def _metric(group: LayerGroup, eval_name: str, metric: str) -> dict[str, Any]:
-    """One metric of one layer on one eval: the across-seed aggregate and every seed's value."""
+def _metric(group: LayerGroup, eval_name: str, metric: str,
+            cells: list[tuple[int | None, str, EvalCell]]) -> dict[str, Any]:
+    """One metric of one layer on one eval: the across-seed aggregate and every seed's value
+    (`cells`: each seed's (seed, sae_id, cell) on this eval, in seed order)."""
     seeds = []
-    reasons = []
-    for row in group.rows:
-        cell = row.evals.get(eval_name)
-        if cell is None:
-            continue
-        value = _number(cell.values.get(metric))
-        reason = None if value is not None else cell.notes.get(metric, NO_VALUE)
-        if reason:
-            reasons.append(reason)
-        seeds.append({"seed": row.seed, "sae_id": row.sae_id, "value": value, "reason": reason,
+    first_reason = None
+    for seed, sae_id, cell in cells:
+        value = cell.values.get(metric)
+        if value is not None and not math.isfinite(value):
+            value = None
+        reason = None
+        if value is None:
+            reason = cell.notes.get(metric, NO_VALUE)
+            if reason and first_reason is None:
+                first_reason = reason
+        seeds.append({"seed": seed, "sae_id": sae_id, "value": value, "reason": reason,
                       "ci": _interval(cell, metric)})
     stat = group.stat(eval_name, metric)
-    return {
-        "value": None if stat is None else stat.mean,
-        "reason": None if stat is not None else (reasons[0] if reasons else NO_VALUE),
-        "ci": seeds[0]["ci"] if len(seeds) == 1 else None,
-        "n": 0 if stat is None else stat.n,
-        "std": None if stat is None else stat.std,
-        "min": None if stat is None else stat.low,
-        "max": None if stat is None else stat.high,
-        "seeds": seeds,
-    }
+    if stat is None:
+        return {"value": None, "reason": first_reason or NO_VALUE, "ci": seeds[0]["ci"] if len(seeds) == 1 else None,
+                "n": 0, "std": None, "min": None, "max": None, "seeds": seeds}
+    return {"value": stat.mean, "reason": None, "ci": seeds[0]["ci"] if len(seeds) == 1 else None, "n": stat.n,
+            "std": stat.std, "min": stat.low, "max": stat.high, "seeds": seeds}
 
 
 def _gate(gate: Gate, seed: int | None, sae_id: str) -> dict[str, Any]:
@@ -92,9 +90,9 @@ def _layer(report: Report, group: LayerGroup) -> dict[str, Any]:
 
 def _eval(group: LayerGroup, eval_name: str, metrics: list[str]) -> dict[str, Any]:
     """Every metric (in `metrics`' order) with a value or a note on this eval in some seed."""
-    cells = [row.evals[eval_name] for row in group.rows if eval_name in row.evals]
-    stored = {m for cell in cells for m in (*cell.values, *cell.notes)}
-    return {m: _metric(group, eval_name, m) for m in metrics if m in stored}
+    cells = [(row.seed, row.sae_id, row.evals[eval_name]) for row in group.rows if eval_name in row.evals]
+    stored = {m for _, _, cell in cells for m in (*cell.values, *cell.notes)}
+    return {m: _metric(group, eval_name, m, cells) for m in metrics if m in stored}
 
 
 def _model(report: Report, model: ModelReport) -> dict[str, Any]:
