@@ -14,7 +14,7 @@ from __future__ import annotations
 import errno
 import gc
 import traceback
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import torch
@@ -34,12 +34,10 @@ from harness.saes import SparseAutoencoder
 from harness.train import train_group
 from suite.catalog import ABSORPTION_METRICS
 from suite.jobs import (
-    EvalSettings,
     Job,
     JobReporter,
     LetterRow,
     ModelRef,
-    ProbingSettings,
     ScoreResult,
     ScoreTask,
     TrainResult,
@@ -220,37 +218,24 @@ class ModelRun:
     # ------------------------------------------------------------------ scores
 
     def _score_datasets(self, jobs: list[Job]) -> None:
-        evals: dict[EvalSettings, list[Job]] = {}
-        for job in jobs:
-            for task in job.scores:
-                if task.kind == "core":
-                    assert isinstance(task.settings, EvalSettings)
-                    evals.setdefault(task.settings, []).append(job)
-        for settings, needing in evals.items():
-            task = ScoreTask("core", settings)
-            saes = {job.key: (HookSite(job.layer, job.sae.hook), self.saes[job.key]) for job in needing}
-            try:
-                results = score_core(self.lm, saes, settings, self.progress)
-            except Exception as exc:
-                for job in needing:
-                    self.reporter.score_failed(job, task, _detail(exc))
-                continue
-            for job in needing:
-                self.reporter.score_finished(job, task, results[job.key])
+        self._score_shared(jobs, "core", score_core)
 
     def _score_probing(self, jobs: list[Job]) -> None:
-        """Each labelled dataset once for all SAEs of the model that need it: one forward per text."""
-        tasks: dict[ProbingSettings, list[Job]] = {}
+        self._score_shared(jobs, "sparse_probing", score_sparse_probing)
+
+    def _score_shared(self, jobs: list[Job], kind: str, scorer: Callable[..., dict]) -> None:
+        """Each eval's settings once for all SAEs of the model that need them, so one forward
+        serves them all (core: the clean/ablated passes; sparse probing: one forward per text)."""
+        by_settings: dict[object, list[Job]] = {}
         for job in jobs:
             for task in job.scores:
-                if task.kind == "sparse_probing":
-                    assert isinstance(task.settings, ProbingSettings)
-                    tasks.setdefault(task.settings, []).append(job)
-        for settings, needing in tasks.items():
-            task = ScoreTask("sparse_probing", settings)
+                if task.kind == kind:
+                    by_settings.setdefault(task.settings, []).append(job)
+        for settings, needing in by_settings.items():
+            task = ScoreTask(kind, settings)
             saes = {job.key: (HookSite(job.layer, job.sae.hook), self.saes[job.key]) for job in needing}
             try:
-                results = score_sparse_probing(self.lm, saes, settings, self.progress)
+                results = scorer(self.lm, saes, settings, self.progress)
             except Exception as exc:
                 for job in needing:
                     self.reporter.score_failed(job, task, _detail(exc))
