@@ -7,7 +7,7 @@ import torch
 
 from harness.threads import default_threads, use_threads
 from suite.cli import main
-from tests.hardening_fixtures import mini_spec, rows
+from hardening_fixtures import mini_spec, rows
 
 
 @pytest.fixture
