@@ -287,7 +287,7 @@ def check_consistency(report: Report) -> None:
     """Invariants every report must satisfy; violating one is a bug, never printed."""
     for model in report.models.values():
         for row in model.rows:
-            if row.arch in ("topk", "batchtopk"):
+            if row.arch == "topk":  # per token; BatchTopK keeps k on average (a threshold at inference)
                 for name, cell in row.evals.items():
                     l0 = cell.get("l0")
                     if l0 is not None and l0 > row.k + 1e-9:

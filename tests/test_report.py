@@ -154,3 +154,21 @@ def test_schema_doc_queries_run_and_name_every_column(tiny_run):
     columns = sql(db, "select table_name, column_name from information_schema.columns where table_schema = 'main'")
     missing = [f"{t}.{c}" for t, c in columns if c not in doc]
     assert not missing, missing
+
+
+def test_batchtopk_may_exceed_k_per_token_on_average(tiny_run, tmp_path):
+    """BatchTopK keeps k latents per token only on average over a batch and infers with one
+    threshold, so a mean L0 a little above k is a valid result, not an inconsistency (TopK's is)."""
+    _, db, *_ = tiny_run
+    planted = tmp_path / "batchtopk.duckdb"
+    shutil.copy(db, planted)
+    with duckdb.connect(str(planted)) as con:
+        score = con.execute("select min(score_id) from scores where eval_kind = 'core'").fetchone()[0]
+        con.execute("update saes set arch = 'batchtopk' where sae_id = (select sae_id from scores where score_id = ?)",
+                    [score])
+        for table in ("metrics", "gates"):
+            con.execute(f"update {table} set value = 24.4 where metric = 'l0' and score_id = ?", [score])
+    report = load_report(Store(planted))
+    l0s = [cell.get("l0") for model in report.models.values() for row in model.rows if row.arch == "batchtopk"
+           for cell in row.evals.values()]
+    assert 24.4 in l0s
